@@ -1,0 +1,139 @@
+//! Snapshots and the state digest.
+//!
+//! Layout: `magic (8) | version u32 LE | body_len u64 LE | xxh3-64(body) u64 LE | body`,
+//! where body is the bincode (2.0, standard config) encoding of the logical
+//! state. The digest is xxh3-64 of the same body: states that are equal field
+//! by field encode to the same bytes (every map is a BTreeMap), so equal
+//! states have equal digests on every member and after a restore.
+
+use thiserror::Error;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use crate::state::State;
+
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CAIRNSNP";
+pub const SNAPSHOT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8 + 8;
+/// Upper bound on what a decoder may claim to allocate, so a corrupt length
+/// cannot make it try to allocate terabytes.
+const DECODE_LIMIT: usize = 1 << 36;
+
+#[derive(Error, Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("snapshot is truncated: {len} bytes, the header alone is {HEADER_LEN}")]
+    Truncated { len: usize },
+    #[error("not a Cairn snapshot (bad magic)")]
+    BadMagic,
+    #[error(
+        "snapshot version {0} is not supported (this binary reads version {SNAPSHOT_VERSION})"
+    )]
+    UnknownVersion(u32),
+    #[error("snapshot body is {actual} bytes, the header says {expected}")]
+    LengthMismatch { expected: u64, actual: u64 },
+    #[error("snapshot checksum mismatch: header {expected:#018x}, body {actual:#018x}")]
+    Checksum { expected: u64, actual: u64 },
+    #[error("snapshot body does not decode: {0}")]
+    Decode(String),
+    #[error("snapshot could not be encoded: {0}")]
+    Encode(String),
+    #[error("snapshot decodes to an invalid state: {0}")]
+    Invalid(String),
+}
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+impl State {
+    fn body(&self) -> Result<Vec<u8>, SnapshotError> {
+        bincode::serde::encode_to_vec(self, config())
+            .map_err(|e| SnapshotError::Encode(e.to_string()))
+    }
+
+    /// Serializes the logical state with a versioned, checksummed header.
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        let body = self.body()?;
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&xxh3_64(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Rebuilds a state from [`State::snapshot`] bytes. Every way the bytes
+    /// can be wrong is a typed error; a decoded state that breaks an
+    /// invariant is refused too.
+    pub fn restore(bytes: &[u8]) -> Result<State, SnapshotError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(SnapshotError::Truncated { len: bytes.len() });
+        }
+        let (header, body) = bytes.split_at(HEADER_LEN);
+        if &header[..8] != SNAPSHOT_MAGIC {
+            return Err(SnapshotError::BadMagic);
+        }
+        let word = |r: std::ops::Range<usize>| {
+            let mut b = [0u8; 8];
+            b[..r.len()].copy_from_slice(&header[r]);
+            u64::from_le_bytes(b)
+        };
+        let version = word(8..12) as u32;
+        if version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::UnknownVersion(version));
+        }
+        let expected_len = word(12..20);
+        if expected_len != body.len() as u64 {
+            return Err(SnapshotError::LengthMismatch {
+                expected: expected_len,
+                actual: body.len() as u64,
+            });
+        }
+        let expected = word(20..28);
+        let actual = xxh3_64(body);
+        if expected != actual {
+            return Err(SnapshotError::Checksum { expected, actual });
+        }
+        let (mut state, used): (State, usize) =
+            bincode::serde::decode_from_slice(body, config())
+                .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        if used != body.len() {
+            return Err(SnapshotError::Decode(format!(
+                "{} trailing bytes",
+                body.len() - used
+            )));
+        }
+        state.rebuild_derived();
+        state
+            .check_invariants()
+            .map_err(|e| SnapshotError::Invalid(e.0))?;
+        Ok(state)
+    }
+
+    /// A stable hash of the logical state (derived indexes excluded): xxh3-64
+    /// of the snapshot body, streamed so no copy of the state is made.
+    pub fn digest(&self) -> u64 {
+        let mut hasher = HashWriter(Xxh3::new());
+        // Writing into a hasher cannot fail, and the state's types always
+        // encode; should that ever change, the digest still differs from any
+        // complete state's because the stream stops early.
+        let _ = bincode::serde::encode_into_std_write(self, &mut hasher, config());
+        hasher.0.digest()
+    }
+}
+
+struct HashWriter(Xxh3);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what Cairn's build needs and a fresh machine may lack.
+# A fresh machine has the Rust toolchain, gcc and Python; RocksDB's build
+# (librocksdb-sys) needs clang/libclang, and the gRPC code generation needs
+# protoc. Only missing packages are installed; run as root or with sudo.
+set -euo pipefail
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2; exit 1; }
+
+missing=()
+command -v clang >/dev/null || missing+=(clang)
+ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
