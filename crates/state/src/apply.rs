@@ -128,6 +128,14 @@ impl State {
         if children > 0 {
             return Err(CmdError::NotEmpty { id, children });
         }
+        let volumes = self
+            .volumes
+            .values()
+            .filter(|v| v.preferred_zone == id)
+            .count();
+        if volumes > 0 {
+            return Err(CmdError::ZoneInUse { id, volumes });
+        }
         self.topology.nodes.remove(&id);
         Ok(Reply::Done)
     }

@@ -33,6 +33,8 @@ pub enum CmdError {
     InvalidName { name: String, reason: &'static str },
     #[error("topology node {id} is not empty ({children} children); move or remove them first")]
     NotEmpty { id: TopoId, children: usize },
+    #[error("zone {id} is the preferred zone of {volumes} volumes")]
+    ZoneInUse { id: TopoId, volumes: usize },
     #[error("chunk {0} not found")]
     ChunkNotFound(Cid),
     #[error("chunk {cid} is {state:?}, this needs it {needed}")]

@@ -334,6 +334,14 @@ impl State {
             if !vol_names.insert(v.name.as_str()) {
                 return fail(format!("duplicate volume name {:?}", v.name));
             }
+            if v.preferred_zone != 0
+                && self.topo_node(v.preferred_zone).map(|n| n.kind) != Some(TopoKind::Zone)
+            {
+                return fail(format!(
+                    "volume {} prefers {}, which is not a zone",
+                    v.id, v.preferred_zone
+                ));
+            }
             if !(2..=3).contains(&v.replicas) {
                 return fail(format!("volume {} has {} replicas", v.id, v.replicas));
             }
