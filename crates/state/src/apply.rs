@@ -81,6 +81,7 @@ impl State {
             return Err(name_taken(kind, name));
         }
         let id = self.topology.next_id;
+        let next_id = next(id, "topology")?;
         self.topology.nodes.insert(
             id,
             TopoNode {
@@ -90,7 +91,7 @@ impl State {
                 name: name.to_string(),
             },
         );
-        self.topology.next_id += 1;
+        self.topology.next_id = next_id;
         Ok(Reply::TopoId(id))
     }
 
@@ -206,7 +207,7 @@ impl State {
         let cid = u32::try_from(self.chunks.len() + 1)
             .ok()
             .filter(|&c| c != u32::MAX)
-            .ok_or(CmdError::CidsExhausted)?;
+            .ok_or(CmdError::IdsExhausted { kind: "chunk" })?;
         self.chunks.push(Chunk {
             cid,
             name: Chunk::default_name(cid),
@@ -309,6 +310,15 @@ impl State {
             c.brick = None;
             c.name = Chunk::default_name(cid);
             self.rebuild_distance();
+            // A removed chunk is local to no consumer any more.
+            for v in self.volumes.values_mut() {
+                if v.prefer_cid == cid {
+                    v.prefer_cid = 0;
+                }
+                for e in v.extents.iter_mut().filter(|e| e.prefer_cid == cid) {
+                    e.prefer_cid = 0;
+                }
+            }
         }
         Ok(Reply::Done)
     }
@@ -335,6 +345,7 @@ impl State {
         }
         self.live_chunk(cid)?;
         let session_id = self.next_session_id;
+        let next_session_id = next(session_id, "session")?;
         // The old session (if any) is replaced in this same apply: a cid never
         // has two live sessions. Its replicas stay alive: the chunk is back.
         let slot = self.session_slot(cid).ok_or(CmdError::ChunkNotFound(cid))?;
@@ -346,7 +357,7 @@ impl State {
                 lease_ms,
             })
             .map(|old| old.session_id);
-        self.next_session_id += 1;
+        self.next_session_id = next_session_id;
         Ok(Reply::Session {
             session_id,
             replaced,
@@ -416,10 +427,12 @@ impl State {
                 cv.preferred_zone
             ));
         }
+        let volume_id = self.next_volume_id;
+        let next_volume_id = next(volume_id, "volume")?;
         let first_pid = self.next_pid;
         let next_pid = first_pid
             .checked_add(n)
-            .ok_or(CmdError::InvalidVolume("pids exhausted".into()))?;
+            .ok_or(CmdError::IdsExhausted { kind: "pid" })?;
         let mut extents = Vec::new();
         extents
             .try_reserve_exact(cv.locs.len())
@@ -450,7 +463,6 @@ impl State {
                 expected_replicas: cv.replicas,
             });
         }
-        let volume_id = self.next_volume_id;
         self.volumes.insert(
             volume_id,
             Volume {
@@ -467,7 +479,7 @@ impl State {
             },
         );
         self.pid_index.insert(first_pid, volume_id);
-        self.next_volume_id += 1;
+        self.next_volume_id = next_volume_id;
         self.next_pid = next_pid;
         Ok(Reply::Volume {
             volume_id,
@@ -574,6 +586,11 @@ impl State {
         }
         Ok(Reply::Done)
     }
+}
+
+/// The id after `id`, or an error if the counter is exhausted.
+fn next(id: u64, kind: &'static str) -> Result<u64, CmdError> {
+    id.checked_add(1).ok_or(CmdError::IdsExhausted { kind })
 }
 
 fn name_taken(kind: TopoKind, name: &str) -> CmdError {

@@ -53,8 +53,8 @@ pub enum CmdError {
     ChunkInUse { cid: Cid, extents: u64 },
     #[error("chunk {cid} still has live session {session_id}")]
     ChunkHasSession { cid: Cid, session_id: SessionId },
-    #[error("no cid left to assign")]
-    CidsExhausted,
+    #[error("no {kind} id left to assign")]
+    IdsExhausted { kind: &'static str },
     #[error("invalid space report for chunk {cid}: {reason}")]
     InvalidSpace { cid: Cid, reason: String },
     #[error("lease_ms {0} out of range 1000..=120000")]

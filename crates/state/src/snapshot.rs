@@ -14,9 +14,8 @@ use crate::state::State;
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CAIRNSNP";
 pub const SNAPSHOT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
-/// Upper bound on what a decoder may claim to allocate, so a corrupt length
-/// cannot make it try to allocate terabytes.
-const DECODE_LIMIT: usize = 1 << 36;
+/// Largest body accepted (64 GiB).
+const MAX_BODY_LEN: usize = 1 << 36;
 
 #[derive(Error, Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -30,6 +29,8 @@ pub enum SnapshotError {
     UnknownVersion(u32),
     #[error("snapshot body is {actual} bytes, the header says {expected}")]
     LengthMismatch { expected: u64, actual: u64 },
+    #[error("snapshot body of {0} bytes exceeds the 64 GiB limit")]
+    TooLarge(usize),
     #[error("snapshot checksum mismatch: header {expected:#018x}, body {actual:#018x}")]
     Checksum { expected: u64, actual: u64 },
     #[error("snapshot body does not decode: {0}")]
@@ -40,17 +41,48 @@ pub enum SnapshotError {
     Invalid(String),
 }
 
-fn config() -> bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<DECODE_LIMIT>,
-> {
-    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+fn encode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Decodes with a limit on the bytes the decoder may claim. bincode claims
+/// the in-memory size of every primitive it reads (at most 8x its varint
+/// encoding) and allocates a string's whole claimed length before reading
+/// it, so a limit of 16x the body keeps every valid body decodable while a
+/// corrupt length can make the decoder allocate at most ~32x the input,
+/// instead of aborting the process on a failed multi-GiB allocation. The
+/// limit is a const generic in bincode 2, hence one instance per size class.
+fn decode_limited<const LIMIT: usize>(
+    body: &[u8],
+) -> Result<(State, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<LIMIT>())
+}
+
+fn decode(body: &[u8]) -> Result<(State, usize), SnapshotError> {
+    let n = body.len();
+    let r = if n <= 1 << 12 {
+        decode_limited::<{ 1 << 16 }>(body)
+    } else if n <= 1 << 16 {
+        decode_limited::<{ 1 << 20 }>(body)
+    } else if n <= 1 << 20 {
+        decode_limited::<{ 1 << 24 }>(body)
+    } else if n <= 1 << 24 {
+        decode_limited::<{ 1 << 28 }>(body)
+    } else if n <= 1 << 28 {
+        decode_limited::<{ 1 << 32 }>(body)
+    } else if n <= 1 << 32 {
+        decode_limited::<{ 1 << 36 }>(body)
+    } else if n <= MAX_BODY_LEN {
+        decode_limited::<{ 1 << 40 }>(body)
+    } else {
+        return Err(SnapshotError::TooLarge(n));
+    };
+    r.map_err(|e| SnapshotError::Decode(e.to_string()))
 }
 
 impl State {
     fn body(&self) -> Result<Vec<u8>, SnapshotError> {
-        bincode::serde::encode_to_vec(self, config())
+        bincode::serde::encode_to_vec(self, encode_config())
             .map_err(|e| SnapshotError::Encode(e.to_string()))
     }
 
@@ -98,9 +130,7 @@ impl State {
         if expected != actual {
             return Err(SnapshotError::Checksum { expected, actual });
         }
-        let (mut state, used): (State, usize) =
-            bincode::serde::decode_from_slice(body, config())
-                .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let (mut state, used) = decode(body)?;
         if used != body.len() {
             return Err(SnapshotError::Decode(format!(
                 "{} trailing bytes",
@@ -121,7 +151,7 @@ impl State {
         // Writing into a hasher cannot fail, and the state's types always
         // encode; should that ever change, the digest still differs from any
         // complete state's because the stream stops early.
-        let _ = bincode::serde::encode_into_std_write(self, &mut hasher, config());
+        let _ = bincode::serde::encode_into_std_write(self, &mut hasher, encode_config());
         hasher.0.digest()
     }
 }

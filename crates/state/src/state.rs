@@ -342,6 +342,16 @@ impl State {
                     v.id, v.preferred_zone
                 ));
             }
+            let live = |cid: Cid| {
+                self.chunk(cid)
+                    .is_some_and(|c| c.state != ChunkState::Removed)
+            };
+            if v.prefer_cid != 0 && !live(v.prefer_cid) {
+                return fail(format!(
+                    "volume {} prefers unknown or removed chunk {}",
+                    v.id, v.prefer_cid
+                ));
+            }
             if !(2..=3).contains(&v.replicas) {
                 return fail(format!("volume {} has {} replicas", v.id, v.replicas));
             }
@@ -374,6 +384,12 @@ impl State {
                 }
                 if let Some(cid) = e.loc.alive_loc().find(|c| !self.has_session(*c)) {
                     return fail(format!("extent {pid}: alive cid {cid} has no session"));
+                }
+                if e.prefer_cid != 0 && !live(e.prefer_cid) {
+                    return fail(format!(
+                        "extent {pid} prefers unknown or removed chunk {}",
+                        e.prefer_cid
+                    ));
                 }
                 if e.lease_owner != 0 && !self.has_session(e.lease_owner) {
                     return fail(format!(

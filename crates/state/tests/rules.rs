@@ -2090,3 +2090,21 @@ fn a_zone_that_a_volume_prefers_cannot_be_removed() {
     c.ok(Cmd::RemoveTopo { id: z2 });
     assert!(c.state.volume(vid).is_some());
 }
+
+#[test]
+fn a_removed_chunk_is_no_longer_anyones_prefer_local_chunk() {
+    // given a volume whose consumer runs on chunk 3, which holds no replica
+    let mut c = Cluster::new();
+    let cids = c.chunks(3);
+    let mut cv = volume("v", &[&cids[..2]]);
+    cv.prefer_cid = cids[2];
+    c.ok(Cmd::CreateVolume(cv));
+    let vid = c.state.volume_by_name("v").unwrap().id;
+    let pid = c.state.volume(vid).unwrap().first_pid;
+    assert_eq!(c.state.extent(pid).unwrap().prefer_cid(), cids[2]);
+    // when chunk 3 is removed
+    c.remove_chunk(cids[2]);
+    // then neither the volume nor its extent prefers it any more
+    assert_eq!(c.state.volume(vid).unwrap().prefer_cid, 0);
+    assert_eq!(c.state.extent(pid).unwrap().prefer_cid(), 0);
+}
