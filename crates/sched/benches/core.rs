@@ -301,7 +301,7 @@ fn main() {
         extents as f64 / fill_s
     );
 
-    let n = extents.min(2_000_000).max(100_000);
+    let n = extents.clamp(100_000, 2_000_000);
     let cmds = cas_cmds(&b.state, extents, n);
     let cas = run_cas(&mut b, &cmds);
     let entries: Vec<Vec<u8>> = cas_cmds(&b.state, extents, n)

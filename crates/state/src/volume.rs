@@ -104,8 +104,7 @@ impl Loc {
     /// Invariant check for restored snapshots (a decoded Loc bypasses `new`).
     pub(crate) fn well_formed(&self) -> bool {
         let len = usize::from(self.len);
-        len >= 1
-            && len <= MAX_LOC
+        (1..=MAX_LOC).contains(&len)
             && u32::from(self.alive) >> len == 0
             && self.cids[len..].iter().all(|&c| c == 0)
             && self.cids[..len]
