@@ -7,7 +7,7 @@
 
 use crate::chunk::{Chunk, ChunkSpaceInfo, ChunkState, Session};
 use crate::cmd::{Cmd, CreateVolume, EntryMeta, Reply, UpdateExtent};
-use crate::config::{MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::config::{ConfigError, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::error::{CmdError, LocError};
 use crate::state::State;
 use crate::topology::{TopoKind, TopoNode};
@@ -57,10 +57,7 @@ impl State {
             Cmd::CreateVolume(cv) => self.create_volume(cv),
             Cmd::DeleteVolume { volume_id } => self.delete_volume(*volume_id),
             Cmd::UpdateExtent(u) => self.update_extent(u),
-            Cmd::SetConfig { key, value } => {
-                self.config = self.config.with(key, value)?;
-                Ok(Reply::Done)
-            }
+            Cmd::SetConfig { key, value } => self.set_config(key, value),
             Cmd::ActivateFeature { name } => self.activate_feature(name),
         }?;
         self.last_index = meta.index;
@@ -136,6 +133,9 @@ impl State {
             .count();
         if volumes > 0 {
             return Err(CmdError::ZoneInUse { id, volumes });
+        }
+        if self.config.default_zone == id {
+            return Err(CmdError::DefaultZone(id));
         }
         self.topology.nodes.remove(&id);
         Ok(Reply::Done)
@@ -346,8 +346,10 @@ impl State {
         self.live_chunk(cid)?;
         let session_id = self.next_session_id;
         let next_session_id = next(session_id, "session")?;
-        // The old session (if any) is replaced in this same apply: a cid never
-        // has two live sessions. Its replicas stay alive: the chunk is back.
+        // The old session (if any) is closed in this same apply: a cid never
+        // has two live sessions. The restarted chunk lost its in-memory I/O
+        // leases, so it owns none any more; its replicas stay alive (the data
+        // is on its disks, and it is back).
         let slot = self.session_slot(cid).ok_or(CmdError::ChunkNotFound(cid))?;
         let replaced = slot
             .replace(Session {
@@ -358,6 +360,9 @@ impl State {
             })
             .map(|old| old.session_id);
         self.next_session_id = next_session_id;
+        if replaced.is_some() {
+            self.detach_chunk(cid, false);
+        }
         Ok(Reply::Session {
             session_id,
             replaced,
@@ -380,18 +385,25 @@ impl State {
         if let Some(slot) = self.session_slot(cid) {
             *slot = None;
         }
+        self.detach_chunk(cid, true);
+        Ok(Reply::Done)
+    }
+
+    /// The chunk loses every lease it owns and, with `mark_dead`, leaves
+    /// every `alive_loc`; each extent that changed gets a new generation.
+    fn detach_chunk(&mut self, cid: Cid, mark_dead: bool) {
         for e in self.volumes.values_mut().flat_map(|v| v.extents.iter_mut()) {
-            let was_alive = e.loc.mark_dead(cid);
+            let was_alive = mark_dead && e.loc.mark_dead(cid);
             let was_owner = e.lease_owner == cid;
             if was_owner {
                 e.lease_owner = 0;
             }
             if was_alive || was_owner {
-                // 2^64 changes to one extent cannot happen; saturate rather than wrap.
+                // 2^64 changes to one extent cannot happen; saturate rather
+                // than refuse an expiry over it.
                 e.generation = e.generation.saturating_add(1);
             }
         }
-        Ok(Reply::Done)
     }
 
     // ---- volumes and extents -----------------------------------------------
@@ -575,7 +587,23 @@ impl State {
         Ok(Reply::Generation(generation))
     }
 
-    // ---- features ----------------------------------------------------------
+    // ---- config and features -----------------------------------------------
+
+    fn set_config(&mut self, key: &str, value: &str) -> Result<Reply, CmdError> {
+        let next = self.config.with(key, value)?;
+        // The one key that refers to the topology, which the config cannot see.
+        if next.default_zone != 0 && self.topo_kind(next.default_zone).ok() != Some(TopoKind::Zone)
+        {
+            return Err(ConfigError::InvalidValue {
+                key: key.to_string(),
+                value: value.to_string(),
+                reason: format!("{} is not a zone", next.default_zone),
+            }
+            .into());
+        }
+        self.config = next;
+        Ok(Reply::Done)
+    }
 
     fn activate_feature(&mut self, name: &str) -> Result<Reply, CmdError> {
         if !valid_token(name) {

@@ -43,6 +43,10 @@ pub struct ClusterConfig {
     pub recover_timeout_ms: u64,
     pub recover_paused: bool,
     pub migrate_paused: bool,
+    /// Stretched clusters: the zone that gets 2 of 3 replicas when neither the
+    /// consumer's chunk nor the volume names one (DOMAIN.md §5.4); 0 = the
+    /// lowest zone id. `apply` checks that it names a zone.
+    pub default_zone: u64,
 }
 
 impl Default for ClusterConfig {
@@ -61,6 +65,7 @@ impl Default for ClusterConfig {
             recover_timeout_ms: 18 * 60 * 1000,
             recover_paused: false,
             migrate_paused: false,
+            default_zone: 0,
         }
     }
 }
@@ -99,6 +104,7 @@ impl ClusterConfig {
         "recover_timeout_ms",
         "recover_paused",
         "migrate_paused",
+        "default_zone",
     ];
 
     /// The value of `key` as `set` would accept it back.
@@ -120,6 +126,7 @@ impl ClusterConfig {
             "recover_timeout_ms" => self.recover_timeout_ms.to_string(),
             "recover_paused" => self.recover_paused.to_string(),
             "migrate_paused" => self.migrate_paused.to_string(),
+            "default_zone" => self.default_zone.to_string(),
             _ => return Err(unknown(key)),
         })
     }
@@ -159,6 +166,7 @@ impl ClusterConfig {
             }
             "recover_paused" => next.recover_paused = parse_bool(value).ok_or_else(|| bad(BOOL))?,
             "migrate_paused" => next.migrate_paused = parse_bool(value).ok_or_else(|| bad(BOOL))?,
+            "default_zone" => next.default_zone = parse_u64(value).ok_or_else(|| bad(INT))?,
             _ => return Err(unknown(key)),
         }
         next.validate().map_err(|reason| bad(&reason))?;

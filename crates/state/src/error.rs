@@ -35,6 +35,8 @@ pub enum CmdError {
     NotEmpty { id: TopoId, children: usize },
     #[error("zone {id} is the preferred zone of {volumes} volumes")]
     ZoneInUse { id: TopoId, volumes: usize },
+    #[error("zone {0} is the cluster's default_zone; set another first")]
+    DefaultZone(TopoId),
     #[error("chunk {0} not found")]
     ChunkNotFound(Cid),
     #[error("chunk {cid} is {state:?}, this needs it {needed}")]

@@ -47,7 +47,8 @@ pub type SessionId = u64;
 pub const EXTENT_SIZE_BYTES: u64 = 256 << 20;
 /// Most cids one extent's `loc` may hold (expected replicas + in-flight copies).
 pub const MAX_LOC: usize = 6;
-/// Largest volume accepted (1 PiB): bounds the size of a single log entry.
-pub const MAX_VOLUME_BYTES: u64 = 1 << 50;
+/// Largest volume accepted (64 TiB = 262,144 extents): bounds the size of the
+/// `CreateVolume` log entry, which carries every extent's loc (~2.6 MB here).
+pub const MAX_VOLUME_BYTES: u64 = 1 << 46;
 /// Longest name accepted for any named object.
 pub const MAX_NAME_BYTES: usize = 128;

@@ -23,8 +23,10 @@ impl LoadRatio {
     }
 
     /// The ratio in basis points, rounded down (for display and thresholds).
+    /// Saturates at u64::MAX for absurdly over-provisioned chunks.
     pub fn basis_points(self) -> u64 {
-        ((u128::from(self.num) * u128::from(BP_PER_UNIT)) / u128::from(self.den)) as u64
+        let bp = (u128::from(self.num) * u128::from(BP_PER_UNIT)) / u128::from(self.den);
+        u64::try_from(bp).unwrap_or(u64::MAX)
     }
 
     /// For display only; decisions use [`LoadRatio::cmp`] and [`LoadRatio::mode`].
@@ -119,6 +121,10 @@ mod tests {
         assert_eq!(
             LoadRatio::new(u64::MAX, u64::MAX).unwrap().basis_points(),
             10_000
+        );
+        assert_eq!(
+            LoadRatio::new(u64::MAX, 1).unwrap().basis_points(),
+            u64::MAX
         );
     }
 }

@@ -167,3 +167,64 @@ impl std::io::Write for HashWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cmd, CreateVolume, EntryMeta, Provisioning, EXTENT_SIZE_BYTES};
+
+    fn state_with_volume() -> State {
+        let mut s = State::new();
+        let mut index = 0;
+        let mut apply = |s: &mut State, cmd: Cmd| {
+            index += 1;
+            let meta = EntryMeta {
+                index,
+                term: 1,
+                leader_time_ms: 0,
+            };
+            s.apply(meta, &cmd).map_err(|e| e.to_string())
+        };
+        for h in ["a", "b"] {
+            let cmd = Cmd::RegisterChunk {
+                hostname: h.into(),
+                data_addr: String::new(),
+                brick: None,
+                version: String::new(),
+                capabilities: vec![],
+            };
+            assert!(apply(&mut s, cmd).is_ok());
+        }
+        let cmd = Cmd::CreateVolume(CreateVolume {
+            name: "v".into(),
+            size_bytes: 3 * EXTENT_SIZE_BYTES,
+            provisioning: Provisioning::Thin,
+            replicas: 2,
+            prefer_cid: 0,
+            even: false,
+            preferred_zone: 0,
+            locs: vec![vec![1, 2]; 3],
+        });
+        assert_eq!(apply(&mut s, cmd).map(|_| ()), Ok(()));
+        s
+    }
+
+    /// A checksum is no MAC: a sealed body can hold a pid range that
+    /// overflows. It must be refused, not panic nor skip the extent checks.
+    #[test]
+    fn a_snapshot_whose_pid_range_overflows_is_refused() {
+        let mut s = state_with_volume();
+        let vid = s.volumes.keys().next().copied().unwrap_or(0);
+        if let Some(v) = s.volumes.get_mut(&vid) {
+            v.first_pid = u64::MAX - 1;
+        }
+        s.next_pid = u64::MAX;
+        s.rebuild_derived();
+        let bytes = s.snapshot().unwrap();
+        assert!(
+            matches!(State::restore(&bytes), Err(SnapshotError::Invalid(ref m)) if m.contains("overflows")),
+            "{:?}",
+            State::restore(&bytes).err()
+        );
+    }
+}

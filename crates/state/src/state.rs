@@ -10,7 +10,7 @@ use crate::config::{ClusterConfig, Provisioning};
 use crate::load::{LoadMode, LoadRatio};
 use crate::topology::{Distance, DistanceTable, TopoKind, TopoNode, Topology, ROOT_ID};
 use crate::volume::{ExtentRef, Volume};
-use crate::{Cid, Pid, SessionId, TopoId, VolumeId, EXTENT_SIZE_BYTES};
+use crate::{Cid, Pid, SessionId, TopoId, VolumeId, EXTENT_SIZE_BYTES, MAX_VOLUME_BYTES};
 
 /// The replicated state. Mutated only by [`State::apply`].
 ///
@@ -181,7 +181,7 @@ impl State {
                 .iter()
                 .enumerate()
                 .map(move |(i, extent)| ExtentRef {
-                    pid: volume.first_pid + i as u64,
+                    pid: volume.first_pid.saturating_add(i as u64),
                     volume,
                     extent,
                 })
@@ -280,6 +280,11 @@ impl State {
             }
         }
 
+        let dz = self.config.default_zone;
+        if dz != 0 && self.topo_node(dz).map(|n| n.kind) != Some(TopoKind::Zone) {
+            return fail(format!("default_zone {dz} is not a zone"));
+        }
+
         // Chunks.
         let mut chunk_names = BTreeSet::new();
         for (i, c) in self.chunks.iter().enumerate() {
@@ -307,12 +312,13 @@ impl State {
                 self.chunks.len()
             ));
         }
-        for (cid, s) in self
+        for (i, s) in self
             .sessions
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| Some((i as Cid + 1, s.as_ref()?)))
+            .filter_map(|(i, s)| Some((i, s.as_ref()?)))
         {
+            let cid = Cid::try_from(i + 1).unwrap_or(0);
             if s.cid != cid || s.session_id == 0 || s.session_id >= self.next_session_id {
                 return fail(format!("session of chunk {cid} is malformed"));
             }
@@ -355,6 +361,12 @@ impl State {
             if !(2..=3).contains(&v.replicas) {
                 return fail(format!("volume {} has {} replicas", v.id, v.replicas));
             }
+            if v.size_bytes == 0 || v.size_bytes > MAX_VOLUME_BYTES {
+                return fail(format!("volume {} has size {}", v.id, v.size_bytes));
+            }
+            if v.first_pid.checked_add(v.extents.len() as u64).is_none() {
+                return fail(format!("volume {} pid range overflows", v.id));
+            }
             if v.extents.len() as u64 != v.size_bytes.div_ceil(EXTENT_SIZE_BYTES) {
                 return fail(format!("volume {} has the wrong number of extents", v.id));
             }
@@ -369,7 +381,10 @@ impl State {
                 return fail(format!("pid index misses volume {}", v.id));
             }
             for (pid, e) in v.pids().zip(&v.extents) {
-                if !e.loc.well_formed() || e.generation == 0 {
+                if !e.loc.well_formed()
+                    || e.generation == 0
+                    || !(2..=3).contains(&e.expected_replicas)
+                {
                     return fail(format!("extent {pid} is malformed"));
                 }
                 for &cid in e.loc.cids() {

@@ -144,8 +144,10 @@ pub struct Volume {
 }
 
 impl Volume {
+    /// Saturates instead of overflowing; `check_invariants` refuses a
+    /// volume whose range would overflow, so in a valid state it is exact.
     pub fn pids(&self) -> std::ops::Range<Pid> {
-        self.first_pid..self.first_pid + self.extents.len() as u64
+        self.first_pid..self.first_pid.saturating_add(self.extents.len() as u64)
     }
 
     pub fn extent(&self, pid: Pid) -> Option<&Extent> {

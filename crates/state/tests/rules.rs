@@ -1316,21 +1316,27 @@ fn closing_a_session_marks_the_chunk_dead_like_an_expiry() {
 }
 
 #[test]
-fn a_chunk_that_re_registers_keeps_its_replicas_alive() {
-    // given chunk 1 alive and lease owner of two extents
+fn a_chunk_that_re_registers_keeps_its_replicas_alive_but_loses_its_leases() {
+    // given chunk 1 alive and lease owner of one of two extents
     let mut c = Cluster::new();
     c.chunks(2);
     c.open(1);
     c.open(2);
     let (_, pid) = c.volume("v", &[&[1, 2], &[2, 1]]);
     c.ok(update(pid, 1, None, None, Some(1)));
-    let before = (c.ext(pid), c.ext(pid + 1));
-    // when it opens a new session, replacing the old one
+    let (owned, other) = (c.ext(pid), c.ext(pid + 1));
+    // when it opens a new session, replacing the old one (it restarted)
     c.open(1);
-    // then its replicas stay alive, its lease stays, and no generation moved
-    assert_eq!((c.ext(pid), c.ext(pid + 1)), before);
+    // then its replicas stay alive (its data is on disk) ...
     assert_eq!(c.ext(pid).alive, vec![1, 2]);
-    assert_eq!(c.ext(pid).owner, 1);
+    assert_eq!(
+        c.ext(pid + 1),
+        other,
+        "an extent it does not own is untouched"
+    );
+    // ... but the restarted chunk lost its in-memory I/O leases
+    assert_eq!(c.ext(pid).owner, 0);
+    assert_eq!(c.ext(pid).generation, owned.generation + 1);
 }
 
 // ---- volumes -----------------------------------------------------------------
@@ -2107,4 +2113,35 @@ fn a_removed_chunk_is_no_longer_anyones_prefer_local_chunk() {
     // then neither the volume nor its extent prefers it any more
     assert_eq!(c.state.volume(vid).unwrap().prefer_cid, 0);
     assert_eq!(c.state.extent(pid).unwrap().prefer_cid(), 0);
+}
+
+#[test]
+fn the_default_zone_must_be_a_zone_and_cannot_be_removed() {
+    // given a zone and a rack
+    let mut c = Cluster::new();
+    let z = c.zone("z1");
+    let r = c.rack(z, "r1");
+    let set = |id: TopoId| Cmd::SetConfig {
+        key: "default_zone".into(),
+        value: id.to_string(),
+    };
+    // when the default zone is set to the rack or to nothing that exists, then it is refused
+    assert!(matches!(
+        c.rejected(set(r)),
+        CmdError::Config(ConfigError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        c.rejected(set(999)),
+        CmdError::Config(ConfigError::InvalidValue { .. })
+    ));
+    // when it names the zone, it is taken, and the zone cannot be removed while it is the default
+    c.ok(set(z));
+    assert_eq!(c.state.config().default_zone, z);
+    c.ok(Cmd::RemoveTopo { id: r });
+    assert_eq!(
+        c.rejected(Cmd::RemoveTopo { id: z }),
+        CmdError::DefaultZone(z)
+    );
+    c.ok(set(0));
+    c.ok(Cmd::RemoveTopo { id: z });
 }
