@@ -9,6 +9,7 @@
 //! order that ends with the cid, so ties always break the same way.
 
 use std::cmp::Reverse;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use cairn_state::{Chunk, ChunkState, Cid, Distance, LoadRatio, State, TopoId, EXTENT_SIZE_BYTES};
@@ -198,13 +199,14 @@ pub fn place(view: &View<'_>, req: &PlaceRequest) -> Result<Placement, PlaceErro
         )));
     }
     let state = view.state;
-    let zone_targets = stretched_zone_targets(state, req)?;
+    let zone_targets = stretched_zone_targets(state, req);
     let stretched = zone_targets.is_some();
 
     // Static filters, widest first.
     let mut rejected = Vec::new();
     let mut candidates = Vec::with_capacity(state.chunks().len());
-    for chunk in state.chunks() {
+    // Removed chunks are gone for good: not even worth a rejection line.
+    for chunk in state.chunks().filter(|c| c.state != ChunkState::Removed) {
         match static_filters(view, chunk, req, stretched) {
             Ok(c) => candidates.push(c),
             Err(filter) => rejected.push(Rejection {
@@ -353,10 +355,11 @@ fn preference(
     let load_bp = c.load.basis_points();
     if replica == 0 {
         let local = req.prefer_cid != 0 && c.cid == req.prefer_cid;
+        let volume_count = if req.even { c.volume_count } else { 0 };
         let key = (
             u8::from(!local),
             Reverse(Distance::SameChunk),
-            c.volume_count,
+            volume_count,
             c.load,
             c.cid,
         );
@@ -380,32 +383,35 @@ fn preference(
     )
 }
 
-/// In a stretched cluster (exactly two zones), the zone each replica goes
-/// to: 2 in the preferred zone and 1 in the other (1 + 1 for 2 replicas).
-fn stretched_zone_targets(
-    state: &State,
-    req: &PlaceRequest,
-) -> Result<Option<Vec<TopoId>>, PlaceError> {
-    let zones: Vec<TopoId> = state.zones().map(|z| z.id).collect();
-    let [a, b] = zones[..] else {
-        return Ok(None);
+/// In a stretched cluster (exactly two zones with chunks in service), the
+/// zone each replica goes to: 2 in the preferred zone and 1 in the other
+/// (1 + 1 for 2 replicas). The preferred zone is, first that applies: the
+/// zone of the consumer's chunk, the volume's `preferred_zone`, the cluster's
+/// `default_zone`, the lowest zone id. Zones without a registered chunk do
+/// not count, so an empty third zone does not turn the rule off.
+fn stretched_zone_targets(state: &State, req: &PlaceRequest) -> Option<Vec<TopoId>> {
+    let zones: BTreeSet<TopoId> = state
+        .chunks()
+        .filter(|c| c.state == ChunkState::Registered)
+        .filter_map(|c| state.zone_of(c.cid))
+        .collect();
+    let mut it = zones.iter().copied();
+    let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) else {
+        return None;
     };
-    let preferred = if req.preferred_zone != 0 {
-        if req.preferred_zone != a && req.preferred_zone != b {
-            return Err(PlaceError::InvalidRequest(format!(
-                "preferred_zone {} is not a zone",
-                req.preferred_zone
-            )));
-        }
-        req.preferred_zone
-    } else {
-        state.zone_of(req.prefer_cid).unwrap_or(a)
-    };
+    let preferred = [
+        state.zone_of(req.prefer_cid).unwrap_or(0),
+        req.preferred_zone,
+        state.config().default_zone,
+    ]
+    .into_iter()
+    .find(|z| *z == a || *z == b)
+    .unwrap_or(a);
     let other = if preferred == a { b } else { a };
-    Ok(Some(match req.replicas {
+    Some(match req.replicas {
         3 => vec![preferred, preferred, other],
         _ => vec![preferred, other],
-    }))
+    })
 }
 
 impl fmt::Display for Placement {

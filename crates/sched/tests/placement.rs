@@ -506,3 +506,124 @@ fn explain_lists_every_choice_and_rejection() {
         "{text}"
     );
 }
+
+#[test]
+fn replica_one_of_a_plain_volume_follows_load_not_replica_counts() {
+    let mut f = Fixture::new();
+    let mut cids = vec![];
+    for r in ["r1", "r2", "r3"] {
+        let b = f.brick("z", r, "b");
+        cids.push(f.chunk(Some(b), if r == "r1" { 100 } else { 500 }));
+    }
+    // Two extents of a volume that is not even: chunk 1 (10 %) stays the
+    // least loaded after one extent, so it takes replica 1 both times.
+    let placements = place_volume(&f.state, &req(2), 2).unwrap();
+    assert_eq!(placements[0].chosen[0].cid, cids[0]);
+    assert_eq!(placements[1].chosen[0].cid, cids[0], "{}", placements[1]);
+    // An even volume spreads replica 1 by its own replica counts first.
+    let even = PlaceRequest {
+        even: true,
+        ..req(2)
+    };
+    let placements = place_volume(&f.state, &even, 2).unwrap();
+    assert_ne!(placements[1].chosen[0].cid, cids[0], "{}", placements[1]);
+}
+
+#[test]
+fn stretched_preferred_zone_is_the_consumers_then_the_volumes_then_the_clusters_default() {
+    let mut f = Fixture::new();
+    let mut by_zone = std::collections::BTreeMap::new();
+    for z in ["a", "b"] {
+        for r in ["r1", "r2"] {
+            let b = f.brick(z, r, "b");
+            let c = f.chunk(Some(b), 100);
+            by_zone.entry(z).or_insert_with(Vec::new).push(c);
+        }
+    }
+    // An empty third zone does not turn the stretched rule off.
+    f.topo(TopoKind::Zone, ROOT_ID, "empty");
+    let zone = |f: &Fixture, z: &str| f.state.zone_of(by_zone[z][0]).unwrap();
+    let (za, zb) = (zone(&f, "a"), zone(&f, "b"));
+    // Zone of every chunk, fixed from here on.
+    let zone_of: std::collections::BTreeMap<Cid, TopoId> = f
+        .state
+        .chunks()
+        .filter_map(|c| Some((c.cid, f.state.zone_of(c.cid)?)))
+        .collect();
+    let count_in = |p: &cairn_sched::Placement, z: TopoId| {
+        p.loc()
+            .iter()
+            .filter(|c| zone_of.get(c) == Some(&z))
+            .count()
+    };
+
+    // No hint at all: the lowest zone id.
+    let p = f.place(&req(3)).unwrap();
+    assert!(p.stretched);
+    assert_eq!(count_in(&p, za), 2, "{p}");
+
+    // The cluster's default zone.
+    f.apply(Cmd::SetConfig {
+        key: "default_zone".into(),
+        value: zb.to_string(),
+    });
+    assert_eq!(count_in(&f.place(&req(3)).unwrap(), zb), 2);
+
+    // The volume's preferred zone beats the default.
+    let p = f
+        .place(&PlaceRequest {
+            preferred_zone: za,
+            ..req(3)
+        })
+        .unwrap();
+    assert_eq!(count_in(&p, za), 2);
+
+    // The consumer's zone beats the volume's.
+    let consumer = by_zone["b"][1];
+    let p = f
+        .place(&PlaceRequest {
+            preferred_zone: za,
+            prefer_cid: consumer,
+            ..req(3)
+        })
+        .unwrap();
+    assert_eq!(p.loc()[0], consumer);
+    assert_eq!(count_in(&p, zb), 2, "{p}");
+}
+
+#[test]
+fn two_zones_with_chunks_in_only_one_are_not_stretched() {
+    let mut f = Fixture::new();
+    let a = f.brick("a", "r1", "b");
+    let a2 = f.brick("a", "r2", "b");
+    f.brick("b", "r1", "b");
+    f.chunk(Some(a), 10);
+    f.chunk(Some(a2), 10);
+    let p = f.place(&req(2)).unwrap();
+    assert!(!p.stretched, "{p}");
+}
+
+#[test]
+fn removed_chunks_are_not_even_listed() {
+    let mut f = Fixture::new();
+    let b = f.brick("z", "r", "b");
+    let gone = f.chunk(Some(b), 0);
+    let sid = f.state.session(gone).map(|s| s.session_id).unwrap();
+    f.apply(Cmd::CloseSession {
+        cid: gone,
+        session_id: sid,
+    });
+    f.apply(Cmd::SetChunkState {
+        cid: gone,
+        state: ChunkState::Removing,
+    });
+    f.apply(Cmd::SetChunkState {
+        cid: gone,
+        state: ChunkState::Removed,
+    });
+    f.chunk(Some(b), 10);
+    f.chunk(Some(b), 10);
+    let p = f.place(&req(2)).unwrap();
+    assert_eq!(rejected_by(&p, gone), None);
+    assert!(!p.loc().contains(&gone));
+}
