@@ -9,7 +9,6 @@
 //! order that ends with the cid, so ties always break the same way.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
 use std::fmt;
 
 use cairn_state::{Chunk, ChunkState, Cid, Distance, LoadRatio, State, TopoId, EXTENT_SIZE_BYTES};
@@ -390,15 +389,25 @@ fn preference(
 /// `default_zone`, the lowest zone id. Zones without a registered chunk do
 /// not count, so an empty third zone does not turn the rule off.
 fn stretched_zone_targets(state: &State, req: &PlaceRequest) -> Option<Vec<TopoId>> {
-    let zones: BTreeSet<TopoId> = state
+    // The two zones holding registered chunks, or None if there are not exactly two.
+    let (mut a, mut b) = (0, 0);
+    for z in state
         .chunks()
         .filter(|c| c.state == ChunkState::Registered)
         .filter_map(|c| state.zone_of(c.cid))
-        .collect();
-    let mut it = zones.iter().copied();
-    let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) else {
+    {
+        if a == 0 || a == z {
+            a = z;
+        } else if b == 0 || b == z {
+            b = z;
+        } else {
+            return None;
+        }
+    }
+    if b == 0 {
         return None;
-    };
+    }
+    let (a, b) = (a.min(b), a.max(b));
     let preferred = [
         state.zone_of(req.prefer_cid).unwrap_or(0),
         req.preferred_zone,
