@@ -215,18 +215,20 @@ pub fn place(view: &View<'_>, req: &PlaceRequest) -> Result<Placement, PlaceErro
         }
     }
 
+    // The filter that removed the last candidates, for the error message:
+    // the latest filter in order that rejected anything.
+    let Some(static_deepest) = rejected
+        .iter()
+        .map(|r| r.filter)
+        .max()
+        .or(candidates.first().map(|_| Filter::AlreadyChosen))
+    else {
+        return Err(PlaceError::NoChunks);
+    };
     let mut chosen: Vec<Chosen> = Vec::with_capacity(usize::from(req.replicas));
     for replica in 0..usize::from(req.replicas) {
         let target_zone = zone_targets.as_ref().map(|t| t[replica]);
-        // The filter that removed the last candidates, for the error message.
-        let Some(mut deepest) = rejected
-            .iter()
-            .map(|r| r.filter)
-            .max()
-            .or(candidates.first().map(|_| Filter::AlreadyChosen))
-        else {
-            return Err(PlaceError::NoChunks);
-        };
+        let mut deepest = static_deepest;
         // One pass: the best racked and the best unracked candidate; an
         // unracked chunk is taken only when no racked one qualifies.
         let mut best_racked: Option<(PrefKey, Chosen)> = None;
