@@ -24,6 +24,30 @@ const MAX_CAPABILITIES: usize = 256;
 impl State {
     /// Applies one committed command. Never panics; on `Err` nothing changed.
     pub fn apply(&mut self, meta: EntryMeta, cmd: &Cmd) -> Result<Reply, CmdError> {
+        self.check_position(meta)?;
+        let now_ms = self.now_ms.max(meta.leader_time_ms);
+        let reply = self.apply_cmd(cmd, now_ms)?;
+        self.advance(meta, now_ms);
+        Ok(reply)
+    }
+
+    /// Applies the commands of one log entry in order, each validated on its
+    /// own against the state the previous ones left (the leader batches
+    /// client writes into one entry). A stale entry rejects them all. The
+    /// position advances if at least one command was applied.
+    pub fn apply_batch(&mut self, meta: EntryMeta, cmds: &[Cmd]) -> Vec<Result<Reply, CmdError>> {
+        if let Err(e) = self.check_position(meta) {
+            return cmds.iter().map(|_| Err(e.clone())).collect();
+        }
+        let now_ms = self.now_ms.max(meta.leader_time_ms);
+        let results: Vec<_> = cmds.iter().map(|cmd| self.apply_cmd(cmd, now_ms)).collect();
+        if results.iter().any(Result::is_ok) {
+            self.advance(meta, now_ms);
+        }
+        results
+    }
+
+    fn check_position(&self, meta: EntryMeta) -> Result<(), CmdError> {
         if meta.index <= self.last_index || meta.term < self.last_term {
             return Err(CmdError::StaleEntry {
                 index: meta.index,
@@ -32,8 +56,17 @@ impl State {
                 last_term: self.last_term,
             });
         }
-        let now_ms = self.now_ms.max(meta.leader_time_ms);
-        let reply = match cmd {
+        Ok(())
+    }
+
+    fn advance(&mut self, meta: EntryMeta, now_ms: u64) {
+        self.last_index = meta.index;
+        self.last_term = meta.term;
+        self.now_ms = now_ms;
+    }
+
+    fn apply_cmd(&mut self, cmd: &Cmd, now_ms: u64) -> Result<Reply, CmdError> {
+        match cmd {
             Cmd::AddTopo { kind, parent, name } => self.add_topo(*kind, *parent, name),
             Cmd::MoveTopo { id, parent } => self.move_topo(*id, *parent),
             Cmd::RenameTopo { id, name } => self.rename_topo(*id, name),
@@ -59,11 +92,7 @@ impl State {
             Cmd::UpdateExtent(u) => self.update_extent(u),
             Cmd::SetConfig { key, value } => self.set_config(key, value),
             Cmd::ActivateFeature { name } => self.activate_feature(name),
-        }?;
-        self.last_index = meta.index;
-        self.last_term = meta.term;
-        self.now_ms = now_ms;
-        Ok(reply)
+        }
     }
 
     // ---- topology ----------------------------------------------------------
@@ -194,20 +223,22 @@ impl State {
         if capabilities.len() > MAX_CAPABILITIES {
             return Err(CmdError::InvalidName {
                 name: format!("{} capabilities", capabilities.len()),
-                reason: "too many capabilities (at most 256)",
+                reason: "too many capabilities (at most 256)".into(),
             });
         }
         if let Some(bad) = capabilities.iter().find(|c| !valid_token(c)) {
             return Err(CmdError::InvalidName {
                 name: bad.clone(),
-                reason: "a capability is 1-64 of [a-z0-9_]",
+                reason: "a capability is 1-64 of [a-z0-9_]".into(),
             });
         }
         self.check_brick(brick)?;
         let cid = u32::try_from(self.chunks.len() + 1)
             .ok()
             .filter(|&c| c != u32::MAX)
-            .ok_or(CmdError::IdsExhausted { kind: "chunk" })?;
+            .ok_or_else(|| CmdError::IdsExhausted {
+                kind: "chunk".into(),
+            })?;
         self.chunks.push(Chunk {
             cid,
             name: Chunk::default_name(cid),
@@ -232,7 +263,7 @@ impl State {
             return Err(CmdError::ChunkState {
                 cid,
                 state: c.state,
-                needed: "not removed",
+                needed: "not removed".into(),
             });
         }
         Ok(c)
@@ -266,13 +297,13 @@ impl State {
             {
                 return Err(CmdError::InvalidName {
                     name: name.to_string(),
-                    reason: "names chunk<N> are reserved for chunk N",
+                    reason: "names chunk<N> are reserved for chunk N".into(),
                 });
             }
         }
         if self.chunks.iter().any(|c| c.name == name && c.cid != cid) {
             return Err(CmdError::NameTaken {
-                kind: "chunk",
+                kind: "chunk".into(),
                 name: name.to_string(),
             });
         }
@@ -412,7 +443,7 @@ impl State {
         validate_name(&cv.name)?;
         if self.volume_by_name(&cv.name).is_some() {
             return Err(CmdError::NameTaken {
-                kind: "volume",
+                kind: "volume".into(),
                 name: cv.name.clone(),
             });
         }
@@ -444,7 +475,7 @@ impl State {
         let first_pid = self.next_pid;
         let next_pid = first_pid
             .checked_add(n)
-            .ok_or(CmdError::IdsExhausted { kind: "pid" })?;
+            .ok_or_else(|| CmdError::IdsExhausted { kind: "pid".into() })?;
         let mut extents = Vec::new();
         extents
             .try_reserve_exact(cv.locs.len())
@@ -618,7 +649,8 @@ impl State {
 
 /// The id after `id`, or an error if the counter is exhausted.
 fn next(id: u64, kind: &'static str) -> Result<u64, CmdError> {
-    id.checked_add(1).ok_or(CmdError::IdsExhausted { kind })
+    id.checked_add(1)
+        .ok_or_else(|| CmdError::IdsExhausted { kind: kind.into() })
 }
 
 fn name_taken(kind: TopoKind, name: &str) -> CmdError {
@@ -628,7 +660,8 @@ fn name_taken(kind: TopoKind, name: &str) -> CmdError {
             TopoKind::Zone => "zone",
             TopoKind::Rack => "rack",
             TopoKind::Brick => "brick",
-        },
+        }
+        .into(),
         name: name.to_string(),
     }
 }
@@ -647,7 +680,7 @@ fn validate_name(name: &str) -> Result<(), CmdError> {
     };
     Err(CmdError::InvalidName {
         name: name.to_string(),
-        reason,
+        reason: reason.into(),
     })
 }
 
@@ -662,7 +695,8 @@ fn validate_field(what: &'static str, value: &str, may_be_empty: bool) -> Result
                 "hostname" => "a hostname is 1-255 bytes without control characters",
                 "data_addr" => "a data address is at most 255 bytes without control characters",
                 _ => "a version is at most 255 bytes without control characters",
-            },
+            }
+            .into(),
         });
     }
     Ok(())

@@ -70,7 +70,7 @@ impl Default for ClusterConfig {
     }
 }
 
-#[derive(Error, Debug, Clone, PartialEq, Eq)]
+#[derive(Error, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigError {
     #[error("unknown config key {key:?} (known keys: {known})", known = ClusterConfig::KEYS.join(", "))]
     UnknownKey { key: String },

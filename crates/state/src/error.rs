@@ -1,5 +1,6 @@
 //! Why a command was rejected. A rejected command leaves the state unchanged.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::chunk::ChunkState;
@@ -7,7 +8,7 @@ use crate::config::ConfigError;
 use crate::topology::TopoKind;
 use crate::{Cid, Pid, SessionId, TopoId, VolumeId};
 
-#[derive(Error, Debug, Clone, PartialEq, Eq)]
+#[derive(Error, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CmdError {
     #[error("entry {index} (term {term}) is not after the last applied entry {last_index} (term {last_term})")]
     StaleEntry {
@@ -28,9 +29,9 @@ pub enum CmdError {
     #[error("there is only one cluster node; it cannot be added, moved or removed")]
     RootIsFixed,
     #[error("a {kind:?} named {name:?} already exists")]
-    NameTaken { kind: &'static str, name: String },
+    NameTaken { kind: String, name: String },
     #[error("invalid name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName { name: String, reason: String },
     #[error("topology node {id} is not empty ({children} children); move or remove them first")]
     NotEmpty { id: TopoId, children: usize },
     #[error("zone {id} is the preferred zone of {volumes} volumes")]
@@ -43,7 +44,7 @@ pub enum CmdError {
     ChunkState {
         cid: Cid,
         state: ChunkState,
-        needed: &'static str,
+        needed: String,
     },
     #[error("chunk {cid} cannot go from {from:?} to {to:?}")]
     BadTransition {
@@ -56,7 +57,7 @@ pub enum CmdError {
     #[error("chunk {cid} still has live session {session_id}")]
     ChunkHasSession { cid: Cid, session_id: SessionId },
     #[error("no {kind} id left to assign")]
-    IdsExhausted { kind: &'static str },
+    IdsExhausted { kind: String },
     #[error("invalid space report for chunk {cid}: {reason}")]
     InvalidSpace { cid: Cid, reason: String },
     #[error("lease_ms {0} out of range 1000..=120000")]
@@ -92,7 +93,7 @@ pub enum CmdError {
 }
 
 /// What is wrong with a proposed `loc` / `alive_loc` / `lease_owner`.
-#[derive(Error, Debug, Clone, PartialEq, Eq)]
+#[derive(Error, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocError {
     #[error("loc is empty")]
     Empty,

@@ -1328,7 +1328,12 @@ fn given_id_counters_at_their_maximum_when_an_id_is_assigned_then_refused_and_in
         },
     );
     assert!(!matches!(r, Err(CmdError::StaleEntry { .. })));
-    assert_eq!(r, Err(CmdError::IdsExhausted { kind: "session" }));
+    assert_eq!(
+        r,
+        Err(CmdError::IdsExhausted {
+            kind: "session".into()
+        })
+    );
     assert!(s.check_invariants().is_ok(), "OpenSession -> {r:?}");
 
     // Topology: 998 zones, so the next topology id is 1000.
@@ -1360,7 +1365,12 @@ fn given_id_counters_at_their_maximum_when_an_id_is_assigned_then_refused_and_in
         },
     );
     assert!(!matches!(r, Err(CmdError::StaleEntry { .. })));
-    assert_eq!(r, Err(CmdError::IdsExhausted { kind: "topology" }));
+    assert_eq!(
+        r,
+        Err(CmdError::IdsExhausted {
+            kind: "topology".into()
+        })
+    );
     assert!(s.check_invariants().is_ok(), "AddTopo -> {r:?}");
 
     // Volumes: 999 two-extent volumes created and deleted, so the next volume id is 1000 (next pid 1999).
@@ -1380,7 +1390,12 @@ fn given_id_counters_at_their_maximum_when_an_id_is_assigned_then_refused_and_in
     });
     let r = s.apply(meta(i + 1), &volume("w"));
     assert!(!matches!(r, Err(CmdError::StaleEntry { .. })));
-    assert_eq!(r, Err(CmdError::IdsExhausted { kind: "volume" }));
+    assert_eq!(
+        r,
+        Err(CmdError::IdsExhausted {
+            kind: "volume".into()
+        })
+    );
     assert!(s.check_invariants().is_ok(), "CreateVolume -> {r:?}");
 
     fn volume(name: &str) -> Cmd {

@@ -393,7 +393,7 @@ fn topology_names_are_unique_per_kind_but_a_rack_and_a_brick_may_share_one() {
     assert_eq!(
         err,
         CmdError::NameTaken {
-            kind: "rack",
+            kind: "rack".into(),
             name: "r1".into()
         }
     );
@@ -410,7 +410,7 @@ fn topology_names_are_unique_per_kind_but_a_rack_and_a_brick_may_share_one() {
             name: "r1".into()
         }),
         CmdError::NameTaken {
-            kind: "rack",
+            kind: "rack".into(),
             name: "r1".into()
         }
     );
@@ -644,7 +644,7 @@ fn renaming_a_chunk_to_another_chunks_reserved_name_is_refused() {
             name: "fast".into()
         }),
         CmdError::NameTaken {
-            kind: "chunk",
+            kind: "chunk".into(),
             name: "fast".into()
         }
     );
@@ -1496,7 +1496,7 @@ fn volume_names_are_unique() {
     assert_eq!(
         c.rejected(Cmd::CreateVolume(volume("v", &[&[2, 1]]))),
         CmdError::NameTaken {
-            kind: "volume",
+            kind: "volume".into(),
             name: "v".into()
         }
     );
@@ -2144,4 +2144,44 @@ fn the_default_zone_must_be_a_zone_and_cannot_be_removed() {
     );
     c.ok(set(0));
     c.ok(Cmd::RemoveTopo { id: z });
+}
+
+#[test]
+fn a_batch_applies_each_command_against_the_state_the_previous_ones_left() {
+    let mut s = State::new();
+    let meta = |index| EntryMeta {
+        index,
+        term: 1,
+        leader_time_ms: 5,
+    };
+    let register = Cmd::RegisterChunk {
+        hostname: "h".into(),
+        data_addr: String::new(),
+        brick: None,
+        version: String::new(),
+        capabilities: vec![],
+    };
+    // given one entry: register chunk 1, rename chunk 2 (does not exist), rename chunk 1
+    let rename = |cid| Cmd::RenameChunk {
+        cid,
+        name: "fast".into(),
+    };
+    let results = s.apply_batch(meta(1), &[register.clone(), rename(2), rename(1)]);
+    // then the first and third apply, the second is rejected alone
+    assert_eq!(results[0], Ok(Reply::Cid(1)));
+    assert_eq!(results[1], Err(CmdError::ChunkNotFound(2)));
+    assert_eq!(results[2], Ok(Reply::Done));
+    assert_eq!(s.chunk(1).unwrap().name, "fast");
+    assert_eq!(s.last_applied(), (1, 1));
+    // a batch that is entirely rejected changes nothing, not even the position
+    let before = s.digest();
+    let results = s.apply_batch(meta(2), &[rename(7)]);
+    assert_eq!(results, vec![Err(CmdError::ChunkNotFound(7))]);
+    assert_eq!(s.digest(), before);
+    // a stale entry rejects every command of it
+    let results = s.apply_batch(meta(1), &[register.clone(), register]);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Err(CmdError::StaleEntry { .. }))));
+    assert_eq!(s.digest(), before);
 }
