@@ -1,0 +1,124 @@
+//! `cairn dev`: a local quorum of real `cairn server` child processes.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cairn_node::client::MetaClient;
+
+/// Where `cairn dev` records its endpoints and the CLI looks for them.
+pub fn state_file() -> PathBuf {
+    let base = std::env::var_os("CAIRN_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cairn")))
+        .unwrap_or_else(|| PathBuf::from(".cairn"));
+    base.join("dev-endpoints")
+}
+
+/// Endpoints recorded by a running `cairn dev`, if any.
+pub fn recorded_endpoints() -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(state_file()).ok()?;
+    let eps: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    (!eps.is_empty()).then_some(eps)
+}
+
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(state_file());
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
+    if !(1..=7).contains(&nodes) {
+        bail!("--nodes must be between 1 and 7");
+    }
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("cairn-dev-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let exe = std::env::current_exe().context("locating the cairn binary")?;
+    let addrs: Vec<String> = (0..nodes)
+        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<Result<_>>()?;
+    let init = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut children = Children(vec![]);
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i as u64 + 1;
+        let data = dir.join(format!("node{id}"));
+        let log = std::fs::File::create(dir.join(format!("node{id}.log")))?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(["server", "--id", &id.to_string(), "--listen", addr])
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if id == 1 {
+            cmd.args(["--init", &init]);
+        }
+        children.0.push(
+            cmd.spawn()
+                .with_context(|| format!("starting member {id}"))?,
+        );
+    }
+    wait_for_leader(&addrs, &dir).await?;
+    let file = state_file();
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&file, addrs.join("\n"))?;
+    println!("cairn dev: {nodes} members on {}", addrs.join(", "));
+    println!("data and logs in {}", dir.display());
+    println!(
+        "endpoints recorded in {} (the CLI uses them by default)",
+        file.display()
+    );
+    println!();
+    println!("try:   cairn status");
+    println!("       cairn status --json");
+    println!();
+    println!("Ctrl-C stops every member.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping {nodes} members");
+    drop(children);
+    Ok(())
+}
+
+async fn wait_for_leader(addrs: &[String], dir: &Path) -> Result<()> {
+    let client = MetaClient::new(addrs.to_vec())?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        for a in addrs {
+            if let Ok(s) = client.status_of(a, true).await {
+                if s.leader_id != 0 {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "no leader within 30 s; see the member logs in {}",
+        dir.display()
+    )
+}

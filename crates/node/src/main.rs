@@ -1,0 +1,204 @@
+//! `cairn`: the server and the operator CLI.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use cairn_node::client::MetaClient;
+use cairn_node::node::{Node, NodeConfig};
+use clap::{Parser, Subcommand};
+
+mod dev;
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: a Raft-replicated metadata service for block storage"
+)]
+struct Cli {
+    /// Members to talk to, comma-separated host:port (default: the ones a
+    /// running `cairn dev` recorded).
+    #[arg(long, global = true, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a member.
+    ///
+    /// First start of a new 3-node cluster: --init on the first member only,
+    /// the others start plain and are brought in by it:
+    ///   cairn server --id 1 --listen 10.0.0.1:7400 --data-dir /var/lib/cairn \
+    ///       --init 1=10.0.0.1:7400,2=10.0.0.2:7400,3=10.0.0.3:7400
+    ///   cairn server --id 2 --listen 10.0.0.2:7400 --data-dir /var/lib/cairn
+    /// Restart: only --id, --listen and --data-dir.
+    Server {
+        /// This member's id (>= 1); the data dir remembers it and refuses another.
+        #[arg(long)]
+        id: u64,
+        /// Address to serve Raft and the Meta API on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Where the Raft log (RocksDB) and snapshots live.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Initial members of a new cluster: id=host:port,... (ignored once initialized).
+        #[arg(long, value_parser = parse_members)]
+        init: Option<BTreeMap<u64, String>>,
+        /// Snapshot after this many applied entries and purge the log behind it.
+        #[arg(long, default_value_t = 10_000)]
+        snapshot_every: u64,
+    },
+    /// Start a local quorum of real `cairn server` processes on free
+    /// 127.0.0.1 ports, record their endpoints for the CLI, and stop them all
+    /// on Ctrl-C.
+    ///
+    ///   cairn dev            # 3 members in a temporary directory
+    ///   cairn dev --nodes 5 --dir /tmp/cairn
+    Dev {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Data and log directory (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Show each member's own view: role, term, last log and applied index,
+    /// and the digest of its state (equal digests at equal applied indexes
+    /// mean the members agree).
+    ///
+    ///   cairn status
+    ///   cairn status --endpoints 10.0.0.1:7400,10.0.0.2:7400 --json
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',') {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected id=host:port"))?;
+        let id: u64 = id.parse().map_err(|_| format!("{id:?} is not a node id"))?;
+        if id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        addr.parse::<SocketAddr>()
+            .map_err(|_| format!("{addr:?} is not a host:port address"))?;
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node {id} listed twice"));
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn endpoints(given: &[String]) -> Result<Vec<String>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    dev::recorded_endpoints().with_context(|| {
+        format!(
+            "no --endpoints given and no running `cairn dev` recorded any in {}",
+            dev::state_file().display()
+        )
+    })
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Command::Dev { nodes, dir } => dev::run(nodes, dir).await,
+        Command::Server {
+            id,
+            listen,
+            data_dir,
+            init,
+            snapshot_every,
+        } => {
+            let mut cfg = NodeConfig::new(id, listen, data_dir);
+            cfg.init = init;
+            cfg.snapshot_every = snapshot_every;
+            let node = Node::start(cfg).await?;
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
+            node.shutdown().await;
+            Ok(())
+        }
+        Command::Status { json } => {
+            let endpoints = endpoints(&cli.endpoints)?;
+            let client = MetaClient::new(endpoints.clone())?;
+            let mut rows = vec![];
+            for addr in &endpoints {
+                // Each member's own view: a local (stale) read by design.
+                match client.status_of(addr, true).await {
+                    Ok(s) => rows.push((addr.clone(), Ok(s))),
+                    Err(e) => rows.push((addr.clone(), Err(e.to_string()))),
+                }
+            }
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(addr, r)| match r {
+                        Ok(s) => serde_json::json!({
+                            "endpoint": addr, "id": s.node_id, "term": s.term, "leader": s.leader_id,
+                            "last_log": s.last_log_index, "applied": s.applied_index,
+                            "digest": format!("{:016x}", s.state_digest),
+                            "chunks": s.chunks, "volumes": s.volumes, "extents": s.extents,
+                        }),
+                        Err(e) => serde_json::json!({ "endpoint": addr, "error": e }),
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>16}",
+                    "ENDPOINT", "ID", "ROLE", "TERM", "LAST_LOG", "APPLIED", "DIGEST"
+                );
+                for (addr, r) in &rows {
+                    match r {
+                        Ok(s) => println!(
+                            "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>16x}",
+                            addr,
+                            s.node_id,
+                            if s.leader_id == s.node_id {
+                                "leader"
+                            } else {
+                                "follower"
+                            },
+                            s.term,
+                            s.last_log_index,
+                            s.applied_index,
+                            s.state_digest
+                        ),
+                        Err(e) => println!("{addr:<22} unreachable: {e}"),
+                    }
+                }
+            }
+            if rows.iter().all(|(_, r)| r.is_err()) {
+                bail!("no member answered");
+            }
+            Ok(())
+        }
+    }
+}

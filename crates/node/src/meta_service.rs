@@ -1,0 +1,130 @@
+//! The `Meta` gRPC service: proposals through Raft and reads.
+
+use cairn_state::Cmd;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::BasicNode;
+use tonic::{Request, Response, Status};
+
+use crate::store::sm::SmHandle;
+use crate::types::{self, pb, NodeId, Raft};
+
+/// Metadata key carrying the leader's address on a "not the leader" status.
+pub const LEADER_KEY: &str = "cairn-leader";
+/// Most commands one proposal may carry.
+pub const MAX_CMDS_PER_PROPOSAL: usize = 4096;
+
+pub struct MetaService {
+    raft: Raft,
+    sm: SmHandle,
+}
+
+impl MetaService {
+    pub fn new(raft: Raft, sm: SmHandle) -> MetaService {
+        MetaService { raft, sm }
+    }
+
+    pub fn into_server(self) -> pb::meta_server::MetaServer<MetaService> {
+        pb::meta_server::MetaServer::new(self)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+}
+
+/// UNAVAILABLE with the leader's address (if known) for the client to follow.
+fn not_leader(f: &ForwardToLeader<NodeId, BasicNode>) -> Status {
+    let mut status = Status::unavailable(match (&f.leader_id, &f.leader_node) {
+        (Some(id), Some(n)) => format!("not the leader; the leader is node {id} at {}", n.addr),
+        _ => "not the leader, and no leader is known yet (election in progress?)".to_string(),
+    });
+    if let Some(addr) = f.leader_node.as_ref().and_then(|n| n.addr.parse().ok()) {
+        status.metadata_mut().insert(LEADER_KEY, addr);
+    }
+    status
+}
+
+/// Wall-clock milliseconds, stamped by the leader into each entry.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl pb::meta_server::Meta for MetaService {
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeResponse>, Status> {
+        let cmds: Vec<Cmd> = types::decode(&request.get_ref().cmds)
+            .map_err(|e| Status::invalid_argument(format!("cannot decode commands: {e}")))?;
+        if cmds.is_empty() || cmds.len() > MAX_CMDS_PER_PROPOSAL {
+            return Err(Status::invalid_argument(format!(
+                "a proposal carries 1..={MAX_CMDS_PER_PROPOSAL} commands, not {}",
+                cmds.len()
+            )));
+        }
+        let req = types::Request {
+            leader_time_ms: now_ms(),
+            cmds,
+        };
+        match self.raft.client_write(req).await {
+            Ok(resp) => {
+                let results = types::encode(&resp.data.results)
+                    .map_err(|e| Status::internal(format!("cannot encode results: {e}")))?;
+                Ok(Response::new(pb::ProposeResponse {
+                    results,
+                    log_index: resp.log_id.index,
+                }))
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(&f)),
+            Err(e) => {
+                tracing::warn!(error = %e, "proposal failed");
+                Err(Status::unavailable(format!("proposal failed: {e}")))
+            }
+        }
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        if !request.get_ref().stale {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => {}
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    return Err(not_leader(&f))
+                }
+                Err(e) => {
+                    return Err(Status::unavailable(format!(
+                        "linearizable read failed: {e}"
+                    )))
+                }
+            }
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let leader_addr = m
+            .current_leader
+            .and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+            })
+            .unwrap_or_default();
+        let d = self.sm.read();
+        Ok(Response::new(pb::StatusResponse {
+            node_id: m.id,
+            term: m.current_term,
+            leader_id: m.current_leader.unwrap_or(0),
+            leader_addr,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: d.last_applied.map(|l| l.index).unwrap_or(0),
+            state_digest: d.state.digest(),
+            state_last_index: d.state.last_applied().0,
+            chunks: d.state.chunks().len() as u64,
+            volumes: d.state.volumes().count() as u64,
+            extents: d.state.extent_count(),
+        }))
+    }
+}

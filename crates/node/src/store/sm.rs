@@ -1,0 +1,467 @@
+//! The Raft state machine: `cairn-state` in memory, snapshots on disk.
+//!
+//! Restart = the latest persisted snapshot + replay of the committed log
+//! after it (openraft replays from `applied_state()` up to the committed
+//! index the log store kept). The state is shared with the gRPC services
+//! through [`SmHandle`] for reads; only openraft's apply path mutates it.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use cairn_state::{EntryMeta, State};
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::types::{
+    decode, encode, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
+
+const FILE_MAGIC: &[u8; 8] = b"CAIRNRSN";
+const FILE_VERSION: u32 = 1;
+const SNAPSHOT_FILE: &str = "snapshot";
+
+/// What is shared between openraft's state-machine worker and the readers.
+#[derive(Debug)]
+pub struct SmData {
+    pub state: State,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+/// A cheap, cloneable read handle on the state machine.
+#[derive(Clone, Debug)]
+pub struct SmHandle(Arc<RwLock<SmData>>);
+
+impl SmHandle {
+    /// Read access. A poisoned lock (a panic while writing) still yields the
+    /// data: apply never panics by design, and a reader must not crash.
+    pub fn read(&self) -> RwLockReadGuard<'_, SmData> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SmData> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The snapshot as transferred to followers and kept on disk.
+#[derive(Serialize, Deserialize, Debug)]
+struct SnapshotBody {
+    meta: SnapshotMeta,
+    /// `cairn_state::State::snapshot()` bytes (checksummed on their own).
+    state: Vec<u8>,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum SmOpenError {
+    #[error("cannot create state-machine directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read snapshot file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("snapshot file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// The latest snapshot: its meta and the bytes of its [`SnapshotBody`].
+type Current = Arc<RwLock<Option<(SnapshotMeta, Arc<Vec<u8>>)>>>;
+
+pub struct StateMachineStore {
+    data: SmHandle,
+    dir: PathBuf,
+    current: Current,
+    snapshot_seq: u64,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine in `dir`, loading the latest snapshot if there
+    /// is one. A snapshot file that cannot be read or verified is an error
+    /// naming the file: the node must not start from an empty state instead.
+    pub fn open(dir: &Path) -> Result<StateMachineStore, SmOpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| SmOpenError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(SNAPSHOT_FILE);
+        let mut data = SmData {
+            state: State::new(),
+            last_applied: None,
+            last_membership: StoredMembership::default(),
+        };
+        let mut current = None;
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let corrupt = |reason: String| SmOpenError::Corrupt {
+                    path: path.clone(),
+                    reason,
+                };
+                let body_bytes = unseal(&bytes).map_err(corrupt)?;
+                let (meta, state) = decode_body(body_bytes).map_err(corrupt)?;
+                data = SmData {
+                    state,
+                    last_applied: meta.last_log_id,
+                    last_membership: meta.last_membership.clone(),
+                };
+                current = Some((meta, Arc::new(body_bytes.to_vec())));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(SmOpenError::Read { path, source }),
+        }
+        Ok(StateMachineStore {
+            data: SmHandle(Arc::new(RwLock::new(data))),
+            dir: dir.to_path_buf(),
+            current: Arc::new(RwLock::new(current)),
+            snapshot_seq: 0,
+        })
+    }
+
+    pub fn handle(&self) -> SmHandle {
+        self.data.clone()
+    }
+}
+
+/// Writes the snapshot file atomically: temp file, fsync, rename, fsync dir.
+fn persist(dir: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&seal(body))?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn publish(current: &Current, meta: SnapshotMeta, body: Arc<Vec<u8>>) {
+    *current.write().unwrap_or_else(|p| p.into_inner()) = Some((meta, body));
+}
+
+/// `magic | version u32 LE | len u64 LE | xxh3 u64 LE | body`
+fn seal(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(28 + body.len());
+    out.extend_from_slice(FILE_MAGIC);
+    out.extend_from_slice(&FILE_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&xxh3_64(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
+    if bytes.len() < 28 {
+        return Err(format!(
+            "{} bytes, shorter than the 28-byte header",
+            bytes.len()
+        ));
+    }
+    let (header, body) = bytes.split_at(28);
+    if &header[..8] != FILE_MAGIC {
+        return Err("bad magic: not a Cairn snapshot file".into());
+    }
+    let word = |from: usize, len: usize| {
+        let mut b = [0u8; 8];
+        b[..len].copy_from_slice(&header[from..from + len]);
+        u64::from_le_bytes(b)
+    };
+    if word(8, 4) != u64::from(FILE_VERSION) {
+        return Err(format!("unknown file version {}", word(8, 4)));
+    }
+    if word(12, 8) != body.len() as u64 {
+        return Err(format!(
+            "header says {} bytes, body has {} (torn write?)",
+            word(12, 8),
+            body.len()
+        ));
+    }
+    if word(20, 8) != xxh3_64(body) {
+        return Err("checksum mismatch".into());
+    }
+    Ok(body)
+}
+
+fn decode_body(bytes: &[u8]) -> Result<(SnapshotMeta, State), String> {
+    let body: SnapshotBody = decode(bytes)?;
+    let state = State::restore(&body.state).map_err(|e| e.to_string())?;
+    Ok((body.meta, state))
+}
+
+fn io_err(e: impl std::fmt::Display) -> AnyError {
+    AnyError::error(e)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let d = self.data.read();
+        Ok((d.last_applied, d.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = crate::types::Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        let mut d = self.data.write();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::default(),
+                EntryPayload::Normal(req) => {
+                    let meta = EntryMeta {
+                        index: log_id.index,
+                        term: log_id.leader_id.term,
+                        leader_time_ms: req.leader_time_ms,
+                    };
+                    Response {
+                        results: d.state.apply_batch(meta, &req.cmds),
+                    }
+                }
+                EntryPayload::Membership(m) => {
+                    d.last_membership = StoredMembership::new(Some(log_id), m);
+                    Response::default()
+                }
+            };
+            d.last_applied = Some(log_id);
+            out.push(response);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        self.snapshot_seq += 1;
+        // Encode under the read lock, so the snapshot is exactly the state
+        // at last_applied; persisting happens in build_snapshot.
+        let d = self.data.read();
+        let snapshot_id = match d.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
+            None => format!("0-0-{}", self.snapshot_seq),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: d.last_applied,
+            last_membership: d.last_membership.clone(),
+            snapshot_id,
+        };
+        let body = d
+            .state
+            .snapshot()
+            .map_err(|e| e.to_string())
+            .and_then(|state| {
+                encode(&SnapshotBody {
+                    meta: meta.clone(),
+                    state,
+                })
+                .map_err(|e| e.to_string())
+            });
+        SnapshotBuilder {
+            meta,
+            body,
+            dir: self.dir.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let err = |e: String| {
+            StorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                io_err(e),
+            ))
+        };
+        let (body_meta, state) = decode_body(&bytes).map_err(err)?;
+        if body_meta.last_log_id != meta.last_log_id {
+            return Err(err(format!(
+                "snapshot body is at {:?}, its meta says {:?}",
+                body_meta.last_log_id, meta.last_log_id
+            )));
+        }
+        let dir = self.dir.clone();
+        let bytes = Arc::new(bytes);
+        let to_disk = bytes.clone();
+        tokio::task::spawn_blocking(move || persist(&dir, &to_disk))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(|e| {
+                StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
+            })?;
+        {
+            let mut d = self.data.write();
+            d.state = state;
+            d.last_applied = meta.last_log_id;
+            d.last_membership = meta.last_membership.clone();
+        }
+        publish(&self.current, meta.clone(), bytes);
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        Ok(current.as_ref().map(|(meta, bytes)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(bytes.as_ref().clone())),
+        }))
+    }
+}
+
+/// Builds a snapshot: the bytes are taken when openraft asks for the
+/// builder; `build_snapshot` persists them and publishes them as current.
+pub struct SnapshotBuilder {
+    meta: SnapshotMeta,
+    body: Result<Vec<u8>, String>,
+    dir: PathBuf,
+    /// Where to publish the built snapshot (shared with the store).
+    current: Current,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let signature = Some(self.meta.signature());
+        let body = self.body.clone().map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(signature.clone(), io_err(e)))
+        })?;
+        let body = Arc::new(body);
+        let (dir, to_disk) = (self.dir.clone(), body.clone());
+        tokio::task::spawn_blocking(move || persist(&dir, &to_disk))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature, &e)))?;
+        publish(&self.current, self.meta.clone(), body.clone());
+        tracing::info!(snapshot = %self.meta.snapshot_id, bytes = body.len(), "snapshot persisted");
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(body.as_ref().clone())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Entry, Request};
+    use cairn_state::{Cmd, Reply};
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn entry(index: u64, cmds: Vec<Cmd>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request {
+                leader_time_ms: 1_000 + index,
+                cmds,
+            }),
+        }
+    }
+
+    fn register(host: &str) -> Cmd {
+        Cmd::RegisterChunk {
+            hostname: host.into(),
+            data_addr: String::new(),
+            brick: None,
+            version: "1".into(),
+            capabilities: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn applies_batches_and_restarts_from_its_persisted_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        let out = sm
+            .apply(vec![
+                entry(1, vec![register("a"), register("b")]),
+                entry(2, vec![register("c")]),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(out[0].results, vec![Ok(Reply::Cid(1)), Ok(Reply::Cid(2))]);
+        assert_eq!(out[1].results, vec![Ok(Reply::Cid(3))]);
+        let digest = sm.handle().read().state.digest();
+
+        // Given a snapshot at index 2, when the store reopens, then it is back at index 2.
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(2));
+        drop(sm);
+        let mut reopened = StateMachineStore::open(dir.path()).unwrap();
+        let (applied, _) = reopened.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(2));
+        assert_eq!(reopened.handle().read().state.digest(), digest);
+        assert!(reopened.get_current_snapshot().await.unwrap().is_some());
+
+        // And a follower installing that snapshot ends with the same state.
+        let other = tempfile::tempdir().unwrap();
+        let mut follower = StateMachineStore::open(other.path()).unwrap();
+        follower
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(follower.handle().read().state.digest(), digest);
+        assert_eq!(
+            StateMachineStore::open(other.path())
+                .unwrap()
+                .handle()
+                .read()
+                .state
+                .digest(),
+            digest
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_snapshot_file_refuses_to_open_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        sm.apply(vec![entry(1, vec![register("a")])]).await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        drop(sm);
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        match StateMachineStore::open(dir.path()) {
+            Err(e @ SmOpenError::Corrupt { .. }) => {
+                assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+                assert!(e.to_string().contains("checksum"), "{e}");
+            }
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("a corrupt snapshot must not open"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), before, "nothing rewritten");
+        // A truncated file (torn write) is refused too.
+        std::fs::write(&path, &before[..before.len() / 2]).unwrap();
+        assert!(matches!(
+            StateMachineStore::open(dir.path()),
+            Err(SmOpenError::Corrupt { .. })
+        ));
+    }
+}
