@@ -52,3 +52,217 @@ async fn writes_through_any_member_succeed_and_all_members_converge() {
         assert_eq!(s.chunks, 15);
     }
 }
+
+fn register(n: usize) -> Cmd {
+    Cmd::RegisterChunk {
+        hostname: format!("host-{n}"),
+        data_addr: "127.0.0.1:10200".into(),
+        brick: None,
+        version: "0.1.0".into(),
+        capabilities: vec![],
+    }
+}
+
+/// Proposes `n` chunk registrations one by one; returns the last log index.
+async fn write_chunks(cluster: &Cluster, n: usize) -> u64 {
+    let client = cluster.client();
+    let mut index = 0;
+    for k in 0..n {
+        let (results, i) = client
+            .propose(&[register(k)])
+            .await
+            .unwrap_or_else(|e| panic!("write {k}: {e}\n{}", cluster.logs()));
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        index = i;
+    }
+    index
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_under_write_load_loses_no_acknowledged_write() {
+    use std::sync::{Arc, Mutex};
+    let mut cluster = Cluster::start(3);
+    let old_leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+
+    // Given a writer that records every acknowledged registration (cids are dense),
+    let client = Arc::new(cluster.client());
+    let acked: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut k = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                k += 1;
+                if let Ok((results, _)) = client.propose(&[register(k)]).await {
+                    if let [Ok(Reply::Cid(cid))] = results.as_slice() {
+                        acked.lock().unwrap().push(*cid);
+                    }
+                }
+            }
+        })
+    };
+    let count = || acked.lock().unwrap().len();
+    common::wait_until(Duration::from_secs(20), "20 acknowledged writes", || {
+        let n = count();
+        async move { (n >= 20).then_some(()) }
+    })
+    .await;
+
+    // when the leader is killed with SIGKILL,
+    let i = cluster.index_of(old_leader);
+    cluster.kill(i);
+    let before = count();
+    // then writes go on under a new leader,
+    common::wait_until(
+        Duration::from_secs(30),
+        "20 more writes under a new leader",
+        || {
+            let n = count();
+            async move { (n >= before + 20).then_some(()) }
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let new_leader = cluster.leader_status(Duration::from_secs(20)).await;
+    assert_ne!(new_leader.leader_id, old_leader);
+
+    // and every acknowledged write is there (cids are assigned 1, 2, 3, ...).
+    let acked = acked.lock().unwrap().clone();
+    let max = *acked.iter().max().unwrap();
+    assert!(
+        new_leader.chunks >= u64::from(max),
+        "{} chunks, acked up to cid {max}",
+        new_leader.chunks
+    );
+
+    // The old leader restarts from its disk, catches up, and agrees.
+    cluster.restart(i);
+    cluster
+        .wait_converged(new_leader.applied_index, Duration::from_secs(30))
+        .await;
+    for s in cluster.statuses().await.iter().flatten() {
+        assert!(s.chunks >= u64::from(max));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_restart_from_disk_keeps_the_state() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let index = write_chunks(&cluster, 20).await;
+    let (_, digest) = cluster.wait_converged(index, Duration::from_secs(15)).await;
+
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    // A restarted leader may keep its committed vote and term, or a new term's
+    // blank entry may move the applied index: either way the state is the same.
+    let (applied, after) = cluster.wait_converged(index, Duration::from_secs(30)).await;
+    assert!(applied >= index);
+    assert_eq!(after, digest, "same state after a restart from disk");
+    assert_eq!(
+        cluster.leader_status(Duration::from_secs(10)).await.chunks,
+        20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_snapshot_stops_the_member_naming_the_file_and_rewrites_nothing() {
+    let mut cluster = Cluster::start_with(3, &["--snapshot-every", "5"]);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let index = write_chunks(&cluster, 20).await;
+    cluster.wait_converged(index, Duration::from_secs(15)).await;
+    let snapshot = cluster.members[1].dir.join("sm").join("snapshot");
+    common::wait_until(
+        Duration::from_secs(15),
+        "member 2 to write a snapshot",
+        || {
+            let exists = snapshot.exists();
+            async move { exists.then_some(()) }
+        },
+    )
+    .await;
+
+    // Given member 2 stopped and one byte of its snapshot flipped,
+    cluster.kill(1);
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&snapshot, &bytes).unwrap();
+
+    // when it restarts, then it refuses: non-zero exit, the file named, nothing rewritten.
+    cluster.restart(1);
+    let status = cluster.wait_exit(1, Duration::from_secs(15)).await;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(format!("{}.log", cluster.members[1].dir.display())).unwrap();
+    assert!(
+        log.contains(&snapshot.display().to_string()),
+        "log names the file:\n{log}"
+    );
+    assert!(log.contains("corrupt"), "{log}");
+    assert_eq!(
+        std::fs::read(&snapshot).unwrap(),
+        bytes,
+        "the snapshot was not rewritten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_another_member_is_refused() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    cluster.kill(2);
+    // Member 3's data dir started as member 9.
+    let m = &cluster.members[2];
+    let out = std::process::Command::new(common::BIN)
+        .args(["server", "--id", "9", "--listen", &m.addr])
+        .arg("--data-dir")
+        .arg(&m.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to node 3, not node 9"), "{err}");
+}
+
+#[test]
+fn bad_arguments_are_one_clear_line_and_a_non_zero_exit() {
+    for args in [
+        vec![
+            "server",
+            "--id",
+            "1",
+            "--listen",
+            "nowhere",
+            "--data-dir",
+            "/tmp/x",
+        ],
+        vec![
+            "server",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--data-dir",
+            "/tmp/x",
+            "--init",
+            "1=bad",
+        ],
+        vec!["status", "--endpoints", "not-an-endpoint"],
+    ] {
+        let out = std::process::Command::new(common::BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -30,11 +30,18 @@ pub struct Member {
 pub struct Cluster {
     pub members: Vec<Member>,
     _root: tempfile::TempDir,
+    /// Extra `cairn server` arguments every member runs with.
+    extra: Vec<String>,
 }
 
 impl Cluster {
     /// Starts `n` members; member 1 initializes the cluster with all of them.
     pub fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// As `start`, with extra `cairn server` arguments for every member.
+    pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
         let root = tempfile::tempdir().expect("temp dir");
         let members: Vec<Member> = (1..=n)
             .map(|id| Member {
@@ -49,24 +56,74 @@ impl Cluster {
             .map(|m| format!("{}={}", m.id, m.addr))
             .collect::<Vec<_>>()
             .join(",");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut c = Cluster {
             members,
             _root: root,
+            extra: extra.clone(),
         };
         for i in 0..c.members.len() {
-            let extra = if i == 0 {
-                vec!["--init".to_string(), init.clone()]
-            } else {
-                vec![]
-            };
-            c.spawn(i, &extra);
+            let mut args = extra.clone();
+            if i == 0 {
+                args.extend(["--init".to_string(), init.clone()]);
+            }
+            c.spawn(i, &args);
         }
         c
     }
 
+    /// kill -9 of member `i` (index, not id).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts member `i` from its data dir: only id, listen and data dir.
+    pub fn restart(&mut self, i: usize) {
+        let extra = self.extra.clone();
+        self.spawn(i, &extra);
+    }
+
+    /// Waits for member `i` to exit by itself; returns its exit status.
+    pub async fn wait_exit(&mut self, i: usize, within: Duration) -> std::process::ExitStatus {
+        let child = self.members[i].child.as_mut().expect("member is running");
+        wait_until(within, "the member to exit", || {
+            let r = child.try_wait().ok().flatten();
+            async move { r }
+        })
+        .await
+    }
+
+    pub fn index_of(&self, id: u64) -> usize {
+        self.members
+            .iter()
+            .position(|m| m.id == id)
+            .expect("member id")
+    }
+
+    /// A linearizable status from whichever member is leader.
+    pub async fn leader_status(&self, within: Duration) -> StatusResponse {
+        let client = self.client();
+        wait_until(within, "a linearizable status from the leader", || async {
+            for m in self.members.iter().filter(|m| m.child.is_some()) {
+                if let Ok(s) = client.status_of(&m.addr, false).await {
+                    return Some(s);
+                }
+            }
+            None
+        })
+        .await
+    }
+
     pub fn spawn(&mut self, i: usize, extra: &[String]) {
         let m = &mut self.members[i];
-        let log = std::fs::File::create(format!("{}.log", m.dir.display())).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{}.log", m.dir.display()))
+            .expect("log file");
         let child = Command::new(BIN)
             .args(["server", "--id", &m.id.to_string(), "--listen", &m.addr])
             .arg("--data-dir")
@@ -89,12 +146,15 @@ impl Cluster {
         MetaClient::new(self.addrs()).expect("client")
     }
 
-    /// Stale status of every member that answers.
+    /// Stale status of every running member (None: not running or no answer).
     pub async fn statuses(&self) -> Vec<Option<StatusResponse>> {
         let client = self.client();
         let mut out = vec![];
         for m in &self.members {
-            out.push(client.status_of(&m.addr, true).await.ok());
+            out.push(match m.child {
+                Some(_) => client.status_of(&m.addr, true).await.ok(),
+                None => None,
+            });
         }
         out
     }
@@ -127,6 +187,13 @@ impl Cluster {
                 let same = all.iter().all(|s| {
                     s.applied_index == first.applied_index && s.state_digest == first.state_digest
                 });
+                if !(same && first.applied_index >= index) {
+                    let view: Vec<_> = all
+                        .iter()
+                        .map(|s| (s.node_id, s.leader_id, s.applied_index, s.state_digest))
+                        .collect();
+                    eprintln!("not converged yet (id, leader, applied, digest): {view:?}");
+                }
                 (same && first.applied_index >= index)
                     .then_some((first.applied_index, first.state_digest))
             },
