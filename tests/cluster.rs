@@ -254,7 +254,8 @@ fn bad_arguments_are_one_clear_line_and_a_non_zero_exit() {
             "--init",
             "1=bad",
         ],
-        vec!["status", "--endpoints", "not-an-endpoint"],
+        vec!["cluster", "status", "--endpoints", "not-an-endpoint"],
+        vec!["cluster", "add-learner", "4", "not-an-address"],
     ] {
         let out = std::process::Command::new(common::BIN)
             .args(&args)
@@ -265,4 +266,127 @@ fn bad_arguments_are_one_clear_line_and_a_non_zero_exit() {
         assert!(err.contains("error"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_catches_up_by_snapshot_and_membership_goes_3_5_3_under_load() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Given a cluster that snapshots every 20 entries and purges the log behind,
+    let mut cluster = Cluster::start_with(3, &["--snapshot-every", "20"]);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let index = write_chunks(&cluster, 60).await;
+    cluster.wait_converged(index, Duration::from_secs(15)).await;
+
+    // and a writer running all along,
+    let client = Arc::new(cluster.client());
+    let (stop, acked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let writer = {
+        let (client, stop, acked) = (client.clone(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut k = 1000;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                if client.propose(&[register(k)]).await.is_ok() {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    // when members 4 and 5 join as learners (the log they need is purged:
+    // they must get a snapshot) and are promoted through the CLI,
+    for id in [4, 5] {
+        let i = cluster.add_member(id);
+        let addr = cluster.members[i].addr.clone();
+        let (ok, out, err) = cluster.cli(&["cluster", "add-learner", &id.to_string(), &addr]);
+        assert!(ok, "add-learner {id}: {out}{err}\n{}", cluster.logs());
+        let (ok, out, err) = cluster.cli(&["cluster", "promote", &id.to_string()]);
+        assert!(ok, "promote {id}: {out}{err}");
+        assert!(out.contains("promoted"), "{out}");
+    }
+    let snapshot = cluster.members[3].dir.join("sm").join("snapshot");
+    assert!(
+        snapshot.exists(),
+        "member 4 caught up by installing a snapshot"
+    );
+    let five = cluster.leader_status(Duration::from_secs(10)).await;
+    assert_eq!(five.members.iter().filter(|m| m.voter).count(), 5);
+
+    // then back to 3 voters,
+    for id in [4, 5] {
+        let (ok, out, err) = cluster.cli(&["cluster", "remove", &id.to_string()]);
+        assert!(ok, "remove {id}: {out}{err}");
+    }
+    let three = cluster.leader_status(Duration::from_secs(10)).await;
+    let voters: Vec<u64> = three
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.node_id)
+        .collect();
+    assert_eq!(voters, vec![1, 2, 3]);
+    assert_eq!(
+        three.members.len(),
+        3,
+        "removed members are gone, not learners"
+    );
+
+    // and writes kept succeeding throughout; members 1-3 agree.
+    let before = acked.load(Ordering::Relaxed);
+    common::wait_until(
+        Duration::from_secs(20),
+        "more writes after the changes",
+        || {
+            let n = acked.load(Ordering::Relaxed);
+            async move { (n > before + 5).then_some(()) }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    cluster.kill(3);
+    cluster.kill(4);
+    let last = cluster.leader_status(Duration::from_secs(10)).await;
+    cluster
+        .wait_converged(last.applied_index, Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_prints_a_table_and_json() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let index = write_chunks(&cluster, 3).await;
+    cluster.wait_converged(index, Duration::from_secs(15)).await;
+
+    let (ok, out, err) = cluster.cli(&["cluster", "status"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0]
+        .split_whitespace()
+        .eq(["ENDPOINT", "ID", "ROLE", "TERM", "LAST_LOG", "APPLIED", "LAG", "DIGEST"]));
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" leader ")).count(),
+        1,
+        "{out}"
+    );
+
+    let (ok, out, err) = cluster.cli(&["cluster", "status", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let rows = v.as_array().expect("an array");
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert_eq!(r["leader"], leader);
+        assert_eq!(r["chunks"], 3);
+        assert_eq!(r["lag"], 0, "{r}");
+    }
+    let digests: std::collections::BTreeSet<_> =
+        rows.iter().map(|r| r["digest"].to_string()).collect();
+    assert_eq!(digests.len(), 1);
 }

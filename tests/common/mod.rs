@@ -72,6 +72,35 @@ impl Cluster {
         c
     }
 
+    /// Starts a new member (not yet in the cluster); returns its index.
+    pub fn add_member(&mut self, id: u64) -> usize {
+        let dir = self.members[0].dir.with_file_name(format!("n{id}"));
+        self.members.push(Member {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            dir,
+            child: None,
+        });
+        let i = self.members.len() - 1;
+        self.restart(i);
+        i
+    }
+
+    /// Runs the `cairn` CLI against this cluster; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--endpoints")
+            .arg(self.addrs().join(","))
+            .output()
+            .expect("run cairn");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// kill -9 of member `i` (index, not id).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {
@@ -159,41 +188,46 @@ impl Cluster {
         out
     }
 
-    /// Waits until every member knows the same leader; returns its id.
+    /// Waits until every running member knows the same leader; returns its id.
     pub async fn wait_for_leader(&self, within: Duration) -> u64 {
-        let s = wait_until(within, "a leader known to every member", || async {
-            let st = self.statuses().await;
-            let leaders: Vec<u64> = st
+        wait_until(within, "a leader known to every running member", || async {
+            let leaders: Vec<u64> = self
+                .running_statuses()
+                .await
                 .iter()
                 .map(|s| s.as_ref().map_or(0, |s| s.leader_id))
                 .collect();
-            (leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0])).then_some(leaders[0])
+            (!leaders.is_empty() && leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]))
+                .then_some(leaders[0])
         })
-        .await;
-        s
+        .await
     }
 
-    /// Waits until every member has applied the same index, at least `index`,
-    /// with the same digest; returns (applied index, digest).
+    /// Stale status of each running member (None: it did not answer).
+    async fn running_statuses(&self) -> Vec<Option<StatusResponse>> {
+        let st = self.statuses().await;
+        self.members
+            .iter()
+            .zip(st)
+            .filter(|(m, _)| m.child.is_some())
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// Waits until every running member has applied the same index, at least
+    /// `index`, with the same digest; returns (applied index, digest).
     pub async fn wait_converged(&self, index: u64, within: Duration) -> (u64, u64) {
         wait_until(
             within,
-            "every member at the same applied index and digest",
+            "every running member at the same applied index and digest",
             || async {
-                let st = self.statuses().await;
-                let all: Option<Vec<&StatusResponse>> = st.iter().map(|s| s.as_ref()).collect();
-                let all = all?;
-                let first = all[0];
+                let st = self.running_statuses().await;
+                let all: Vec<&StatusResponse> =
+                    st.iter().map(|s| s.as_ref()).collect::<Option<_>>()?;
+                let first = *all.first()?;
                 let same = all.iter().all(|s| {
                     s.applied_index == first.applied_index && s.state_digest == first.state_digest
                 });
-                if !(same && first.applied_index >= index) {
-                    let view: Vec<_> = all
-                        .iter()
-                        .map(|s| (s.node_id, s.leader_id, s.applied_index, s.state_digest))
-                        .collect();
-                    eprintln!("not converged yet (id, leader, applied, digest): {view:?}");
-                }
                 (same && first.applied_index >= index)
                     .then_some((first.applied_index, first.state_digest))
             },

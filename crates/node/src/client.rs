@@ -81,6 +81,53 @@ impl MetaClient {
     pub async fn propose(&self, cmds: &[Cmd]) -> Result<Proposed, ClientError> {
         let bytes =
             types::encode(&cmds.to_vec()).map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let resp = self
+            .on_leader(|mut c| {
+                let req = pb::ProposeRequest {
+                    cmds: bytes.clone(),
+                };
+                async move { c.propose(req).await }
+            })
+            .await?;
+        let results = types::decode(&resp.results).map_err(ClientError::Decode)?;
+        Ok((results, resp.log_index))
+    }
+
+    /// Adds a learner; returns once it has caught up.
+    pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<u64, ClientError> {
+        let resp = self
+            .on_leader(|mut c| {
+                let req = pb::AddLearnerRequest {
+                    node_id,
+                    addr: addr.to_string(),
+                };
+                async move { c.add_learner(req).await }
+            })
+            .await?;
+        Ok(resp.log_index)
+    }
+
+    /// Replaces the voter set; members left out leave the cluster.
+    pub async fn change_membership(&self, voters: &[u64]) -> Result<u64, ClientError> {
+        let resp = self
+            .on_leader(|mut c| {
+                let req = pb::ChangeMembershipRequest {
+                    voters: voters.to_vec(),
+                };
+                async move { c.change_membership(req).await }
+            })
+            .await?;
+        Ok(resp.log_index)
+    }
+
+    /// Runs `call` on the leader: follows the leader address a follower
+    /// returns, tries the next endpoint when one is down, and retries with a
+    /// bounded backoff until the deadline (an election takes about a second).
+    async fn on_leader<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(pb::meta_client::MetaClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let start = Instant::now();
         let mut next = 0usize;
         let mut backoff = Duration::from_millis(10);
@@ -95,38 +142,32 @@ impl MetaClient {
                 next += 1;
                 self.endpoints[next % self.endpoints.len()].clone()
             });
-            let req = pb::ProposeRequest {
-                cmds: bytes.clone(),
-            };
-            match self.client(&addr)?.propose(req).await {
+            match call(self.client(&addr)?).await {
                 Ok(resp) => {
-                    let resp = resp.into_inner();
-                    let results = types::decode(&resp.results).map_err(ClientError::Decode)?;
-                    return Ok((results, resp.log_index));
+                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+                    return Ok(resp.into_inner());
                 }
                 Err(status) => {
                     last = format!("{addr}: {}", status.message());
-                    let leader = status
+                    if matches!(
+                        status.code(),
+                        Code::InvalidArgument | Code::PermissionDenied | Code::FailedPrecondition
+                    ) {
+                        return Err(ClientError::Rejected(status.message().to_string()));
+                    }
+                    let follow = status
                         .metadata()
                         .get(LEADER_KEY)
                         .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    match status.code() {
-                        Code::InvalidArgument | Code::PermissionDenied => {
-                            return Err(ClientError::Rejected(status.message().to_string()))
-                        }
-                        _ => {
-                            let follow = leader.filter(|l| *l != addr);
-                            let found = follow.is_some();
-                            *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = follow;
-                            if found {
-                                continue; // go straight to the leader
-                            }
-                        }
+                        .map(str::to_string)
+                        .filter(|l| *l != addr);
+                    let found = follow.is_some();
+                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = follow;
+                    if found {
+                        continue; // go straight to the leader
                     }
                 }
             }
-            // Bounded exponential backoff between rounds (an election takes ~1 s).
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
         }

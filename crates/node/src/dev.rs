@@ -92,8 +92,8 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
         file.display()
     );
     println!();
-    println!("try:   cairn status");
-    println!("       cairn status --json");
+    println!("try:   cairn cluster status");
+    println!("       cairn cluster status --json");
     println!();
     println!("Ctrl-C stops every member.");
     tokio::signal::ctrl_c()

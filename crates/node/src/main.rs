@@ -66,17 +66,40 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Show each member's own view: role, term, last log and applied index,
-    /// and the digest of its state (equal digests at equal applied indexes
-    /// mean the members agree).
+    /// Cluster membership and health.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Each member's own view: id, address, role, term, last log and applied
+    /// index, lag behind the leader, and the digest of its state (equal
+    /// digests at equal applied indexes mean the members agree).
     ///
-    ///   cairn status
-    ///   cairn status --endpoints 10.0.0.1:7400,10.0.0.2:7400 --json
+    ///   cairn cluster status
+    ///   cairn cluster status --endpoints 10.0.0.1:7400,10.0.0.2:7400 --json
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Add a member as a non-voting learner; returns once it has caught up
+    /// (by log replication or snapshot install). Start its `cairn server`
+    /// first, without --init.
+    ///
+    ///   cairn cluster add-learner 4 10.0.0.4:7400
+    AddLearner { id: u64, addr: SocketAddr },
+    /// Make a learner a voter.
+    ///
+    ///   cairn cluster promote 4
+    Promote { id: u64 },
+    /// Remove a member (voter or learner) from the cluster.
+    ///
+    ///   cairn cluster remove 4
+    Remove { id: u64 },
 }
 
 fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, String> {
@@ -145,60 +168,144 @@ async fn run(cli: Cli) -> Result<()> {
             node.shutdown().await;
             Ok(())
         }
-        Command::Status { json } => {
-            let endpoints = endpoints(&cli.endpoints)?;
-            let client = MetaClient::new(endpoints.clone())?;
-            let mut rows = vec![];
-            for addr in &endpoints {
-                // Each member's own view: a local (stale) read by design.
-                match client.status_of(addr, true).await {
-                    Ok(s) => rows.push((addr.clone(), Ok(s))),
-                    Err(e) => rows.push((addr.clone(), Err(e.to_string()))),
-                }
+        Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?).await,
+    }
+}
+
+async fn cluster(cmd: ClusterCmd, endpoints: Vec<String>) -> Result<()> {
+    let client = MetaClient::new(endpoints.clone())?;
+    match cmd {
+        ClusterCmd::Status { json } => status(&client, &endpoints, json).await,
+        ClusterCmd::AddLearner { id, addr } => {
+            let index = client.add_learner(id, &addr.to_string()).await?;
+            println!("member {id} ({addr}) added as a learner and caught up (log index {index})");
+            Ok(())
+        }
+        ClusterCmd::Promote { id } | ClusterCmd::Remove { id } => {
+            let promote = matches!(cmd, ClusterCmd::Promote { .. });
+            let leader = leader_status(&client, &endpoints).await?;
+            let mut voters: Vec<u64> = leader
+                .members
+                .iter()
+                .filter(|m| m.voter)
+                .map(|m| m.node_id)
+                .collect();
+            if !leader.members.iter().any(|m| m.node_id == id) {
+                bail!("member {id} is not in the cluster (add it with `cairn cluster add-learner` first)");
             }
-            if json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(addr, r)| match r {
-                        Ok(s) => serde_json::json!({
-                            "endpoint": addr, "id": s.node_id, "term": s.term, "leader": s.leader_id,
-                            "last_log": s.last_log_index, "applied": s.applied_index,
-                            "digest": format!("{:016x}", s.state_digest),
-                            "chunks": s.chunks, "volumes": s.volumes, "extents": s.extents,
-                        }),
-                        Err(e) => serde_json::json!({ "endpoint": addr, "error": e }),
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if promote {
+                if voters.contains(&id) {
+                    bail!("member {id} is already a voter");
+                }
+                voters.push(id);
             } else {
-                println!(
-                    "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>16}",
-                    "ENDPOINT", "ID", "ROLE", "TERM", "LAST_LOG", "APPLIED", "DIGEST"
-                );
-                for (addr, r) in &rows {
-                    match r {
-                        Ok(s) => println!(
-                            "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>16x}",
-                            addr,
-                            s.node_id,
-                            if s.leader_id == s.node_id {
-                                "leader"
-                            } else {
-                                "follower"
-                            },
-                            s.term,
-                            s.last_log_index,
-                            s.applied_index,
-                            s.state_digest
-                        ),
-                        Err(e) => println!("{addr:<22} unreachable: {e}"),
-                    }
+                voters.retain(|v| *v != id);
+                if voters.is_empty() {
+                    bail!("cannot remove the last voter");
                 }
             }
-            if rows.iter().all(|(_, r)| r.is_err()) {
-                bail!("no member answered");
-            }
+            let index = client.change_membership(&voters).await?;
+            let what = if promote {
+                "promoted to voter"
+            } else {
+                "removed"
+            };
+            println!("member {id} {what}; voters now {voters:?} (log index {index})");
             Ok(())
         }
     }
+}
+
+/// A linearizable status from the leader.
+async fn leader_status(
+    client: &MetaClient,
+    endpoints: &[String],
+) -> Result<cairn_node::types::pb::StatusResponse> {
+    let mut last = None;
+    for addr in endpoints {
+        match client.status_of(addr, false).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => bail!("no leader answered: {e}"),
+        None => bail!("no endpoints"),
+    }
+}
+
+async fn status(client: &MetaClient, endpoints: &[String], json: bool) -> Result<()> {
+    let mut rows = vec![];
+    for addr in endpoints {
+        // Each member's own view: a local (stale) read by design.
+        rows.push((
+            addr.clone(),
+            client
+                .status_of(addr, true)
+                .await
+                .map_err(|e| e.to_string()),
+        ));
+    }
+    // Lag as the leader sees it.
+    let leader = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .find(|s| s.leader_id == s.node_id);
+    let lag = |id: u64| -> Option<u64> {
+        let l = leader?;
+        let m = l
+            .members
+            .iter()
+            .find(|m| m.node_id == id && m.matched_known)?;
+        Some(l.last_log_index.saturating_sub(m.matched_index))
+    };
+    let role = |s: &cairn_node::types::pb::StatusResponse| -> &'static str {
+        let me = s.members.iter().find(|m| m.node_id == s.node_id);
+        match me {
+            _ if s.leader_id == s.node_id && s.leader_id != 0 => "leader",
+            Some(m) if m.voter => "follower",
+            Some(_) => "learner",
+            None => "joining",
+        }
+    };
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(addr, r)| match r {
+                Ok(s) => serde_json::json!({
+                    "endpoint": addr, "id": s.node_id, "role": role(s), "term": s.term,
+                    "leader": s.leader_id, "last_log": s.last_log_index, "applied": s.applied_index,
+                    "lag": lag(s.node_id), "digest": format!("{:016x}", s.state_digest),
+                    "chunks": s.chunks, "volumes": s.volumes, "extents": s.extents,
+                }),
+                Err(e) => serde_json::json!({ "endpoint": addr, "error": e }),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>5} {:>16}",
+            "ENDPOINT", "ID", "ROLE", "TERM", "LAST_LOG", "APPLIED", "LAG", "DIGEST"
+        );
+        for (addr, r) in &rows {
+            match r {
+                Ok(s) => println!(
+                    "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>5} {:>16x}",
+                    addr,
+                    s.node_id,
+                    role(s),
+                    s.term,
+                    s.last_log_index,
+                    s.applied_index,
+                    lag(s.node_id).map_or("-".to_string(), |l| l.to_string()),
+                    s.state_digest
+                ),
+                Err(e) => println!("{addr:<22} unreachable: {e}"),
+            }
+        }
+    }
+    if rows.iter().all(|(_, r)| r.is_err()) {
+        bail!("no member answered");
+    }
+    Ok(())
 }

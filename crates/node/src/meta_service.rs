@@ -1,8 +1,10 @@
 //! The `Meta` gRPC service: proposals through Raft and reads.
 
+use std::collections::BTreeSet;
+
 use cairn_state::Cmd;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use openraft::BasicNode;
+use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
 
 use crate::store::sm::SmHandle;
@@ -112,8 +114,25 @@ impl pb::meta_server::Meta for MetaService {
                     .map(|n| n.addr.clone())
             })
             .unwrap_or_default();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched = m.replication.clone().unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let known = matched.get(id).cloned().flatten();
+                pb::Member {
+                    node_id: *id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                    matched_index: known.map(|l| l.index).unwrap_or(0),
+                    matched_known: known.is_some() || m.current_leader == Some(*id),
+                }
+            })
+            .collect();
         let d = self.sm.read();
         Ok(Response::new(pb::StatusResponse {
+            members,
             node_id: m.id,
             term: m.current_term,
             leader_id: m.current_leader.unwrap_or(0),
@@ -126,5 +145,65 @@ impl pb::meta_server::Meta for MetaService {
             volumes: d.state.volumes().count() as u64,
             extents: d.state.extent_count(),
         }))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let r = request.into_inner();
+        if r.node_id == 0 || r.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "add-learner needs a node id >= 1 and a host:port address, got {} {:?}",
+                r.node_id, r.addr
+            )));
+        }
+        // Blocking: returns once the learner has caught up with the leader.
+        match self
+            .raft
+            .add_learner(r.node_id, BasicNode { addr: r.addr }, true)
+            .await
+        {
+            Ok(resp) => Ok(Response::new(pb::AdminResponse {
+                log_index: resp.log_id.index,
+            })),
+            Err(e) => Err(admin_error(e)),
+        }
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<pb::ChangeMembershipRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        let voters: BTreeSet<NodeId> = request.into_inner().voters.into_iter().collect();
+        if voters.is_empty() || voters.contains(&0) {
+            return Err(Status::invalid_argument(
+                "the new voter set must be non-empty node ids >= 1",
+            ));
+        }
+        // retain = false: members left out of the voter set leave the cluster.
+        match self
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+            .await
+        {
+            Ok(resp) => Ok(Response::new(pb::AdminResponse {
+                log_index: resp.log_id.index,
+            })),
+            Err(e) => Err(admin_error(e)),
+        }
+    }
+}
+
+fn admin_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Status {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(&f),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            Status::failed_precondition(format!("membership change refused: {c}"))
+        }
+        e => {
+            tracing::warn!(error = %e, "admin request failed");
+            Status::unavailable(format!("admin request failed: {e}"))
+        }
     }
 }
