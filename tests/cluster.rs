@@ -390,3 +390,31 @@ async fn cluster_status_prints_a_table_and_json() {
         rows.iter().map(|r| r["digest"].to_string()).collect();
     assert_eq!(digests.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_write_reports_figures_and_batched_replies_reach_their_own_clients() {
+    let cluster = Cluster::start(3);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    // 8 clients each CAS their own extent: a reply routed to the wrong
+    // client would carry the wrong generation and count as an error.
+    let (ok, out, err) = cluster.cli(&["bench", "write", "--clients", "8", "--duration", "2s"]);
+    assert!(ok, "{out}{err}");
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    let value = |name: &str| -> f64 {
+        let i = fields
+            .iter()
+            .position(|f| *f == name)
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        fields[i + 1]
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} value in {out}"))
+    };
+    assert_eq!(value("clients"), 8.0);
+    assert!(value("writes") > 0.0, "{out}");
+    assert!(value("writes/s") > 0.0, "{out}");
+    assert!(
+        value("p50") <= value("p99") && value("p99") <= value("p999"),
+        "{out}"
+    );
+    assert_eq!(value("errors"), 0.0, "{out}");
+}

@@ -9,6 +9,7 @@ use cairn_node::client::MetaClient;
 use cairn_node::node::{Node, NodeConfig};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod dev;
 
 #[derive(Parser)]
@@ -66,11 +67,44 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Benchmarks against a running cluster.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
     /// Cluster membership and health.
     Cluster {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Durable writes (extent-location CAS updates, one extent per client)
+    /// from concurrent clients; prints writes/s and p50/p99/p999 latency.
+    ///
+    ///   cairn bench write --clients 64 --duration 20s
+    Write {
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// How long to write, e.g. 20s or 500ms.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 20s or 500ms"))?;
+    match unit {
+        "s" | "" => Ok(std::time::Duration::from_secs(n)),
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unit must be ms, s or m")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -169,6 +203,9 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?).await,
+        Command::Bench {
+            cmd: BenchCmd::Write { clients, duration },
+        } => bench::write(endpoints(&cli.endpoints)?, clients, duration).await,
     }
 }
 

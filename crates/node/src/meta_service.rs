@@ -1,6 +1,9 @@
 //! The `Meta` gRPC service: proposals through Raft and reads.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use cairn_state::Cmd;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
@@ -18,17 +21,105 @@ pub const MAX_CMDS_PER_PROPOSAL: usize = 4096;
 pub struct MetaService {
     raft: Raft,
     sm: SmHandle,
+    batcher: mpsc::Sender<Pending>,
+}
+
+/// Most commands the batcher packs into one log entry.
+pub const MAX_CMDS_PER_ENTRY: usize = 4096;
+/// Proposals waiting for the batcher; beyond this a client gets UNAVAILABLE.
+const MAX_QUEUED_PROPOSALS: usize = 16_384;
+/// Log entries proposed and not yet applied at once: while they replicate,
+/// the next batch forms.
+const MAX_ENTRIES_IN_FLIGHT: usize = 4;
+
+type Proposed = Result<(Vec<Result<cairn_state::Reply, cairn_state::CmdError>>, u64), Status>;
+
+struct Pending {
+    cmds: Vec<Cmd>,
+    reply: oneshot::Sender<Proposed>,
 }
 
 impl MetaService {
+    /// Must be called inside a tokio runtime: it starts the batcher task.
     pub fn new(raft: Raft, sm: SmHandle) -> MetaService {
-        MetaService { raft, sm }
+        let batcher = spawn_batcher(raft.clone());
+        MetaService { raft, sm, batcher }
     }
 
     pub fn into_server(self) -> pb::meta_server::MetaServer<MetaService> {
         pb::meta_server::MetaServer::new(self)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
+    }
+}
+
+/// Group commit at the Raft level: openraft 0.9 waits for each entry's
+/// fsync before taking the next, so proposals that arrive together are
+/// packed into one entry (one fsync per member for all of them).
+/// `apply_batch` validates each command against the state the previous ones
+/// left, so this is the same as proposing them one after another.
+fn spawn_batcher(raft: Raft) -> mpsc::Sender<Pending> {
+    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED_PROPOSALS);
+    tokio::spawn(async move {
+        let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
+        while let Some(first) = rx.recv().await {
+            let mut n = first.cmds.len();
+            let mut batch = vec![first];
+            while n < MAX_CMDS_PER_ENTRY {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        n += p.cmds.len();
+                        batch.push(p);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return; // the semaphore is never closed
+            };
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                propose_batch(&raft, batch).await;
+            });
+        }
+    });
+    tx
+}
+
+async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
+    let counts: Vec<usize> = batch.iter().map(|p| p.cmds.len()).collect();
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut cmds = Vec::with_capacity(counts.iter().sum());
+    for p in batch {
+        cmds.extend(p.cmds);
+        replies.push(p.reply);
+    }
+    let req = types::Request {
+        leader_time_ms: now_ms(),
+        cmds,
+    };
+    match raft.client_write(req).await {
+        Ok(resp) => {
+            let index = resp.log_id.index;
+            let mut results = resp.data.results.into_iter();
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let mine: Vec<_> = results.by_ref().take(n).collect();
+                let _ = reply.send(Ok((mine, index)));
+            }
+        }
+        Err(e) => {
+            let status = |e: &RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+                e => Status::unavailable(format!("proposal failed: {e}")),
+            };
+            if !matches!(e, RaftError::APIError(ClientWriteError::ForwardToLeader(_))) {
+                tracing::warn!(error = %e, "proposal failed");
+            }
+            for reply in replies {
+                let _ = reply.send(Err(status(&e)));
+            }
+        }
     }
 }
 
@@ -66,25 +157,16 @@ impl pb::meta_server::Meta for MetaService {
                 cmds.len()
             )));
         }
-        let req = types::Request {
-            leader_time_ms: now_ms(),
-            cmds,
-        };
-        match self.raft.client_write(req).await {
-            Ok(resp) => {
-                let results = types::encode(&resp.data.results)
-                    .map_err(|e| Status::internal(format!("cannot encode results: {e}")))?;
-                Ok(Response::new(pb::ProposeResponse {
-                    results,
-                    log_index: resp.log_id.index,
-                }))
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(&f)),
-            Err(e) => {
-                tracing::warn!(error = %e, "proposal failed");
-                Err(Status::unavailable(format!("proposal failed: {e}")))
-            }
-        }
+        let (reply, rx) = oneshot::channel();
+        self.batcher
+            .try_send(Pending { cmds, reply })
+            .map_err(|_| Status::unavailable("too many proposals queued on this member; retry"))?;
+        let (results, log_index) = rx.await.map_err(|_| {
+            Status::unavailable("the proposal was dropped (member shutting down?)")
+        })??;
+        let results = types::encode(&results)
+            .map_err(|e| Status::internal(format!("cannot encode results: {e}")))?;
+        Ok(Response::new(pb::ProposeResponse { results, log_index }))
     }
 
     async fn status(
