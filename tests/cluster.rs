@@ -418,3 +418,134 @@ async fn bench_write_reports_figures_and_batched_replies_reach_their_own_clients
     );
     assert_eq!(value("errors"), 0.0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topo_chunk_volume_extent_and_config_commands_print_tables_and_json() {
+    use cairn_state::ChunkSpaceInfo;
+    let cluster = Cluster::start(3);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let ok = |args: &[&str]| -> String {
+        let (ok, out, err) = cluster.cli(args);
+        assert!(ok, "cairn {args:?} failed: {out}{err}");
+        out
+    };
+    let fails = |args: &[&str], expect: &str| {
+        let (ok, out, err) = cluster.cli(args);
+        assert!(!ok, "cairn {args:?} should fail: {out}");
+        // One line says what is wrong (clap adds a hint line for usage errors).
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: ") && first.contains(expect),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    };
+
+    // Topology through the CLI.
+    assert_eq!(
+        ok(&["topo", "add", "zone", "z1"]).trim(),
+        "created topology node 2"
+    );
+    ok(&["topo", "add", "rack", "r1", "--parent", "2"]);
+    ok(&["topo", "add", "brick", "b1", "--parent", "3"]);
+    let list = ok(&["topo", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().eq(["4", "brick", "3", "b1"])),
+        "{list}"
+    );
+    fails(
+        &["topo", "add", "rack", "r2", "--parent", "99"],
+        "topology node 99 not found",
+    );
+
+    // Three chunks with sessions and space (what a chunk's register does).
+    let client = cluster.client();
+    for k in 0..3u64 {
+        let (r, _) = client.propose(&[register(k as usize)]).await.unwrap();
+        let Ok(Reply::Cid(cid)) = r[0] else {
+            panic!("{r:?}")
+        };
+        let space = ChunkSpaceInfo {
+            valid_data_space: 1 << 40,
+            total_data_capacity: 1 << 40,
+            provisioned_data_space: (k + 1) << 38,
+            ..Default::default()
+        };
+        let cmds = [
+            Cmd::MoveChunk {
+                cid,
+                brick: Some(4),
+            },
+            Cmd::ReportSpace { cid, space },
+            Cmd::OpenSession {
+                cid,
+                lease_ms: 14_000,
+            },
+        ];
+        let (r, _) = client.propose(&cmds).await.unwrap();
+        assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+    }
+    let chunks = ok(&["chunk", "list"]);
+    assert!(chunks.starts_with("cluster load 50.0% (low)"), "{chunks}");
+    assert!(
+        chunks
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["1", "chunk1"]) && l.contains("25")),
+        "{chunks}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&["chunk", "list", "--json"])).unwrap();
+    assert_eq!(v["chunks"].as_array().unwrap().len(), 3);
+    assert_eq!(v["chunks"][2]["load_pct"], 75.0);
+    assert_eq!(v["chunks"][2]["load_mode"], "medium");
+    fails(&["chunk", "show", "42"], "chunk 42 not found");
+
+    // A volume placed by the leader.
+    let out = ok(&[
+        "volume",
+        "create",
+        "vm1",
+        "--size",
+        "1GiB",
+        "--replicas",
+        "3",
+        "--prefer-cid",
+        "2",
+    ]);
+    assert!(out.contains("4 extents"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["volume", "show", "1", "--json"])).unwrap();
+    let extents = v["extents"].as_array().unwrap();
+    assert_eq!(extents.len(), 4);
+    for e in extents {
+        assert_eq!(e["loc"][0], 2, "prefer-local chunk holds replica 1: {e}");
+        assert_eq!(e["loc"].as_array().unwrap().len(), 3);
+    }
+    let first = extents[0]["pid"].as_u64().unwrap();
+    let shown = ok(&["extent", "show", &first.to_string()]);
+    assert!(shown.lines().next().unwrap().starts_with("PID"), "{shown}");
+    assert_eq!(ok(&["extent", "list", "--volume", "1"]).lines().count(), 5);
+    assert!(ok(&["volume", "list"]).contains("vm1"));
+    fails(
+        &[
+            "volume",
+            "create",
+            "vm2",
+            "--size",
+            "1GiB",
+            "--prefer-cid",
+            "77",
+        ],
+        "chunk 77 not found",
+    );
+    fails(
+        &["volume", "create", "vm3", "--size", "lots"],
+        "expected e.g. 100GiB",
+    );
+
+    // Config.
+    ok(&["config", "set", "load_high_pct", "90"]);
+    assert!(ok(&["config", "get", "load_high_pct"]).contains("90"));
+    fails(&["config", "set", "load_high_pct", "101"], "invalid value");
+    fails(&["config", "set", "no_such_key", "1"], "unknown config key");
+}

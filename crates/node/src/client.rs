@@ -93,6 +93,33 @@ impl MetaClient {
         Ok((results, resp.log_index))
     }
 
+    /// Creates a volume; the leader chooses every extent's replicas.
+    pub async fn create_volume(
+        &self,
+        req: pb::CreateVolumeRequest,
+    ) -> Result<pb::CreateVolumeResponse, ClientError> {
+        self.on_leader(|mut c| {
+            let req = req.clone();
+            async move { c.create_volume(req).await }
+        })
+        .await
+    }
+
+    /// A JSON view of the state (see `views::read` for `what`), linearizable
+    /// (from the leader) unless `stale`.
+    pub async fn read(&self, what: &str, stale: bool) -> Result<serde_json::Value, ClientError> {
+        let resp = self
+            .on_leader(|mut c| {
+                let req = pb::ReadRequest {
+                    stale,
+                    what: what.to_string(),
+                };
+                async move { c.read(req).await }
+            })
+            .await?;
+        serde_json::from_str(&resp.json).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     /// Adds a learner; returns once it has caught up.
     pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<u64, ClientError> {
         let resp = self

@@ -8,3 +8,4 @@ pub mod node;
 pub mod raft_service;
 pub mod store;
 pub mod types;
+pub mod views;

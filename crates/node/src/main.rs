@@ -10,6 +10,7 @@ use cairn_node::node::{Node, NodeConfig};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cli;
 mod dev;
 
 #[derive(Parser)]
@@ -19,6 +20,12 @@ mod dev;
     about = "Cairn: a Raft-replicated metadata service for block storage"
 )]
 struct Cli {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Read from the member's local state instead of a linearizable read on the leader.
+    #[arg(long, global = true)]
+    stale: bool,
     /// Members to talk to, comma-separated host:port (default: the ones a
     /// running `cairn dev` recorded).
     #[arg(long, global = true, value_delimiter = ',')]
@@ -66,6 +73,31 @@ enum Command {
         /// Data and log directory (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Topology: zones, racks, bricks.
+    Topo {
+        #[command(subcommand)]
+        cmd: cli::TopoCmd,
+    },
+    /// Chunks (storage servers) with load ratios and load modes.
+    Chunk {
+        #[command(subcommand)]
+        cmd: cli::ChunkCmd,
+    },
+    /// Volumes and where their extents live.
+    Volume {
+        #[command(subcommand)]
+        cmd: cli::VolumeCmd,
+    },
+    /// Physical extents.
+    Extent {
+        #[command(subcommand)]
+        cmd: cli::ExtentCmd,
+    },
+    /// Replicated cluster configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: cli::ConfigCmd,
     },
     /// Benchmarks against a running cluster.
     Bench {
@@ -115,11 +147,7 @@ enum ClusterCmd {
     ///
     ///   cairn cluster status
     ///   cairn cluster status --endpoints 10.0.0.1:7400,10.0.0.2:7400 --json
-    Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// Add a member as a non-voting learner; returns once it has caught up
     /// (by log replication or snapshot install). Start its `cairn server`
     /// first, without --init.
@@ -182,6 +210,10 @@ fn endpoints(given: &[String]) -> Result<Vec<String>> {
     })
 }
 
+fn client(given: &[String]) -> Result<MetaClient> {
+    Ok(MetaClient::new(endpoints(given)?)?)
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Dev { nodes, dir } => dev::run(nodes, dir).await,
@@ -202,17 +234,32 @@ async fn run(cli: Cli) -> Result<()> {
             node.shutdown().await;
             Ok(())
         }
-        Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?).await,
+        Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?, cli.json).await,
+        Command::Topo { cmd } => {
+            cli::topo(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
+        }
+        Command::Chunk { cmd } => {
+            cli::chunk(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
+        }
+        Command::Volume { cmd } => {
+            cli::volume(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
+        }
+        Command::Extent { cmd } => {
+            cli::extent(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
+        }
+        Command::Config { cmd } => {
+            cli::config(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
+        }
         Command::Bench {
             cmd: BenchCmd::Write { clients, duration },
         } => bench::write(endpoints(&cli.endpoints)?, clients, duration).await,
     }
 }
 
-async fn cluster(cmd: ClusterCmd, endpoints: Vec<String>) -> Result<()> {
+async fn cluster(cmd: ClusterCmd, endpoints: Vec<String>, json: bool) -> Result<()> {
     let client = MetaClient::new(endpoints.clone())?;
     match cmd {
-        ClusterCmd::Status { json } => status(&client, &endpoints, json).await,
+        ClusterCmd::Status => status(&client, &endpoints, json).await,
         ClusterCmd::AddLearner { id, addr } => {
             let index = client.add_learner(id, &addr.to_string()).await?;
             println!("member {id} ({addr}) added as a learner and caught up (log index {index})");

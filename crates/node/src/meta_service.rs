@@ -46,6 +46,28 @@ impl MetaService {
         MetaService { raft, sm, batcher }
     }
 
+    /// Waits until this member may serve a linearizable read (it is the
+    /// leader, confirmed by a quorum, and has applied the read index).
+    async fn linearizable(&self) -> Result<(), Status> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(&f)),
+            Err(e) => Err(Status::unavailable(format!(
+                "linearizable read failed: {e}"
+            ))),
+        }
+    }
+
+    /// Queues commands for the batcher and waits for their results.
+    async fn submit(&self, cmds: Vec<Cmd>) -> Proposed {
+        let (reply, rx) = oneshot::channel();
+        self.batcher
+            .try_send(Pending { cmds, reply })
+            .map_err(|_| Status::unavailable("too many proposals queued on this member; retry"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("the proposal was dropped (member shutting down?)"))?
+    }
+
     pub fn into_server(self) -> pb::meta_server::MetaServer<MetaService> {
         pb::meta_server::MetaServer::new(self)
             .max_decoding_message_size(64 << 20)
@@ -157,13 +179,7 @@ impl pb::meta_server::Meta for MetaService {
                 cmds.len()
             )));
         }
-        let (reply, rx) = oneshot::channel();
-        self.batcher
-            .try_send(Pending { cmds, reply })
-            .map_err(|_| Status::unavailable("too many proposals queued on this member; retry"))?;
-        let (results, log_index) = rx.await.map_err(|_| {
-            Status::unavailable("the proposal was dropped (member shutting down?)")
-        })??;
+        let (results, log_index) = self.submit(cmds).await?;
         let results = types::encode(&results)
             .map_err(|e| Status::internal(format!("cannot encode results: {e}")))?;
         Ok(Response::new(pb::ProposeResponse { results, log_index }))
@@ -226,6 +242,85 @@ impl pb::meta_server::Meta for MetaService {
             chunks: d.state.chunks().len() as u64,
             volumes: d.state.volumes().count() as u64,
             extents: d.state.extent_count(),
+        }))
+    }
+
+    async fn create_volume(
+        &self,
+        request: Request<pb::CreateVolumeRequest>,
+    ) -> Result<Response<pb::CreateVolumeResponse>, Status> {
+        let r = request.into_inner();
+        let replicas = u8::try_from(r.replicas)
+            .ok()
+            .filter(|n| (2..=3).contains(n))
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("replicas must be 2 or 3, not {}", r.replicas))
+            })?;
+        if r.size_bytes == 0 || r.size_bytes > cairn_state::MAX_VOLUME_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "size must be between 1 byte and {} bytes",
+                cairn_state::MAX_VOLUME_BYTES
+            )));
+        }
+        // Place on the leader's up-to-date state; apply validates the result again.
+        self.linearizable().await?;
+        let extents = r.size_bytes.div_ceil(cairn_state::EXTENT_SIZE_BYTES);
+        let req = cairn_sched::PlaceRequest {
+            prefer_cid: r.prefer_cid,
+            preferred_zone: r.preferred_zone,
+            even: r.even,
+            ..cairn_sched::PlaceRequest::new(replicas)
+        };
+        let placements = {
+            let d = self.sm.read();
+            cairn_sched::place_volume(&d.state, &req, extents)
+                .map_err(|e| Status::failed_precondition(format!("cannot place the volume: {e}")))?
+        };
+        let cmd = Cmd::CreateVolume(cairn_state::CreateVolume {
+            name: r.name,
+            size_bytes: r.size_bytes,
+            provisioning: if r.thick {
+                cairn_state::Provisioning::Thick
+            } else {
+                cairn_state::Provisioning::Thin
+            },
+            replicas,
+            prefer_cid: r.prefer_cid,
+            even: r.even,
+            preferred_zone: r.preferred_zone,
+            locs: placements.iter().map(|p| p.loc()).collect(),
+        });
+        let (mut results, log_index) = self.submit(vec![cmd]).await?;
+        match results.pop() {
+            Some(Ok(cairn_state::Reply::Volume {
+                volume_id,
+                first_pid,
+                extents,
+            })) => Ok(Response::new(pb::CreateVolumeResponse {
+                volume_id,
+                first_pid,
+                extents,
+                log_index,
+            })),
+            Some(Err(e)) => Err(Status::failed_precondition(e.to_string())),
+            other => Err(Status::internal(format!("unexpected result {other:?}"))),
+        }
+    }
+
+    async fn read(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
+        let r = request.into_inner();
+        if !r.stale {
+            self.linearizable().await?;
+        }
+        let value = {
+            let d = self.sm.read();
+            crate::views::read(&d.state, &r.what).map_err(Status::invalid_argument)?
+        };
+        Ok(Response::new(pb::ReadResponse {
+            json: value.to_string(),
         }))
     }
 

@@ -1,0 +1,398 @@
+//! Operator commands over the Meta API: tables by default, `--json` on request.
+
+use anyhow::{bail, Context, Result};
+use cairn_node::client::MetaClient;
+use cairn_node::types::pb;
+use cairn_state::{Cmd, Reply, TopoKind, ROOT_ID};
+use clap::Subcommand;
+use serde_json::Value;
+
+#[derive(Subcommand)]
+pub enum TopoCmd {
+    /// List zones, racks and bricks.
+    List,
+    /// Add a zone (under the cluster), a rack (under a zone) or a brick (under a rack).
+    ///
+    ///   cairn topo add zone z1
+    ///   cairn topo add rack r1 --parent 2
+    Add {
+        #[arg(value_parser = parse_kind)]
+        kind: TopoKind,
+        name: String,
+        /// Parent id (default: the cluster, for zones).
+        #[arg(long, default_value_t = ROOT_ID)]
+        parent: u64,
+    },
+    /// Give a rack or brick a new parent (its name does not change).
+    Move {
+        id: u64,
+        parent: u64,
+    },
+    Rename {
+        id: u64,
+        name: String,
+    },
+    /// Remove an empty node.
+    Remove {
+        id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ChunkCmd {
+    /// Every chunk with its load ratio and load mode; the cluster load on top.
+    List,
+    /// One chunk in full, space figures included.
+    Show { cid: u32 },
+}
+
+#[derive(Subcommand)]
+pub enum VolumeCmd {
+    /// Create a volume; the leader places every extent.
+    ///
+    ///   cairn volume create vm-disk-1 --size 100GiB --replicas 3 --prefer-cid 4
+    Create {
+        name: String,
+        /// Size: bytes, or with a unit: 512MiB, 100GiB, 2TiB.
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+        #[arg(long, default_value_t = 3)]
+        replicas: u32,
+        /// Thick provisioning (default thin).
+        #[arg(long)]
+        thick: bool,
+        /// The chunk where the consumer runs (gets replica 1).
+        #[arg(long, default_value_t = 0)]
+        prefer_cid: u32,
+        /// Spread the volume's extents evenly over chunks.
+        #[arg(long)]
+        even: bool,
+        #[arg(long, default_value_t = 0)]
+        preferred_zone: u64,
+    },
+    List,
+    /// A volume and the replica locations of its extents.
+    Show {
+        id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ExtentCmd {
+    /// One extent: loc, alive_loc, lease owner, generation.
+    Show { pid: u64 },
+    /// The extents of a volume.
+    List {
+        #[arg(long)]
+        volume: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// Show one key, or every key.
+    Get { key: Option<String> },
+    /// Set a key (validated by every member: unknown keys and out-of-range values are refused).
+    ///
+    ///   cairn config set load_high_pct 90
+    Set { key: String, value: String },
+}
+
+fn parse_kind(s: &str) -> Result<TopoKind, String> {
+    match s {
+        "zone" => Ok(TopoKind::Zone),
+        "rack" => Ok(TopoKind::Rack),
+        "brick" => Ok(TopoKind::Brick),
+        _ => Err(format!("{s:?}: expected zone, rack or brick")),
+    }
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 100GiB"))?;
+    let mult: u64 = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(format!("{s:?}: unit must be B, KiB, MiB, GiB or TiB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Proposes one command; a rejection is an error with the state machine's reason.
+async fn propose(client: &MetaClient, cmd: Cmd) -> Result<Reply> {
+    let (mut results, _) = client.propose(&[cmd]).await?;
+    match results.pop() {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => bail!("{e}"),
+        None => bail!("the server returned no result"),
+    }
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows of `keys` from an array of objects as an aligned table.
+fn table(rows: &[Value], keys: &[&str]) {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| keys.iter().map(|k| s(&r[*k])).collect())
+        .collect();
+    let widths: Vec<usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            cells
+                .iter()
+                .map(|c| c[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(k.len())
+        })
+        .collect();
+    let line = |vals: Vec<String>| {
+        let parts: Vec<String> = vals
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(keys.iter().map(|k| k.to_uppercase()).collect());
+    for c in cells {
+        line(c);
+    }
+}
+
+pub async fn topo(client: &MetaClient, cmd: TopoCmd, json: bool, stale: bool) -> Result<()> {
+    let reply = match cmd {
+        TopoCmd::List => {
+            let v = client.read("topology", stale).await?;
+            return if json {
+                print_json(&v)
+            } else {
+                table(
+                    v.as_array().map_or(&[][..], |a| a),
+                    &["id", "kind", "parent", "name"],
+                );
+                Ok(())
+            };
+        }
+        TopoCmd::Add { kind, name, parent } => {
+            propose(client, Cmd::AddTopo { kind, parent, name }).await?
+        }
+        TopoCmd::Move { id, parent } => propose(client, Cmd::MoveTopo { id, parent }).await?,
+        TopoCmd::Rename { id, name } => propose(client, Cmd::RenameTopo { id, name }).await?,
+        TopoCmd::Remove { id } => propose(client, Cmd::RemoveTopo { id }).await?,
+    };
+    match reply {
+        Reply::TopoId(id) => println!("created topology node {id}"),
+        _ => println!("done"),
+    }
+    Ok(())
+}
+
+pub async fn chunk(client: &MetaClient, cmd: ChunkCmd, json: bool, stale: bool) -> Result<()> {
+    let v = client.read("chunks", stale).await?;
+    let chunks = v["chunks"].as_array().cloned().unwrap_or_default();
+    match cmd {
+        ChunkCmd::List if json => print_json(&v),
+        ChunkCmd::List => {
+            println!(
+                "cluster load {}% ({})",
+                s(&v["cluster_load_pct"]),
+                s(&v["cluster_load_mode"])
+            );
+            table(
+                &chunks,
+                &[
+                    "cid",
+                    "name",
+                    "hostname",
+                    "state",
+                    "session",
+                    "failslow",
+                    "load_pct",
+                    "load_mode",
+                    "zone",
+                ],
+            );
+            Ok(())
+        }
+        ChunkCmd::Show { cid } => {
+            let c = chunks
+                .iter()
+                .find(|c| c["cid"] == cid)
+                .with_context(|| format!("chunk {cid} not found"))?;
+            print_json(c)
+        }
+    }
+}
+
+pub async fn volume(client: &MetaClient, cmd: VolumeCmd, json: bool, stale: bool) -> Result<()> {
+    match cmd {
+        VolumeCmd::Create {
+            name,
+            size,
+            replicas,
+            thick,
+            prefer_cid,
+            even,
+            preferred_zone,
+        } => {
+            let r = client
+                .create_volume(pb::CreateVolumeRequest {
+                    name: name.clone(),
+                    size_bytes: size,
+                    thick,
+                    replicas,
+                    prefer_cid,
+                    even,
+                    preferred_zone,
+                })
+                .await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "volume_id": r.volume_id, "first_pid": r.first_pid, "extents": r.extents,
+                }))
+            } else {
+                println!(
+                    "created volume {} ({name}): {} extents, pids {}..{}",
+                    r.volume_id,
+                    r.extents,
+                    r.first_pid,
+                    r.first_pid + r.extents
+                );
+                Ok(())
+            }
+        }
+        VolumeCmd::List => {
+            let v = client.read("volumes", stale).await?;
+            if json {
+                return print_json(&v);
+            }
+            table(
+                v.as_array().map_or(&[][..], |a| a),
+                &[
+                    "id",
+                    "name",
+                    "size_bytes",
+                    "replicas",
+                    "provisioning",
+                    "extents",
+                    "first_pid",
+                ],
+            );
+            Ok(())
+        }
+        VolumeCmd::Show { id } => {
+            let v = client.read(&format!("volume {id}"), stale).await?;
+            if json {
+                return print_json(&v);
+            }
+            println!(
+                "volume {} ({}): {} bytes, {} replicas",
+                v["id"],
+                s(&v["name"]),
+                v["size_bytes"],
+                v["replicas"]
+            );
+            table(
+                v["extents"].as_array().map_or(&[][..], |a| a),
+                &["pid", "loc", "alive_loc", "lease_owner", "generation"],
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn extent(client: &MetaClient, cmd: ExtentCmd, json: bool, stale: bool) -> Result<()> {
+    match cmd {
+        ExtentCmd::Show { pid } => {
+            let v = client.read(&format!("extent {pid}"), stale).await?;
+            if json {
+                return print_json(&v);
+            }
+            table(
+                &[v],
+                &[
+                    "pid",
+                    "volume",
+                    "loc",
+                    "alive_loc",
+                    "lease_owner",
+                    "prefer_cid",
+                    "generation",
+                ],
+            );
+            Ok(())
+        }
+        ExtentCmd::List { volume } => {
+            let v = client.read(&format!("volume {volume}"), stale).await?;
+            let extents = v["extents"].clone();
+            if json {
+                return print_json(&extents);
+            }
+            table(
+                extents.as_array().map_or(&[][..], |a| a),
+                &["pid", "loc", "alive_loc", "lease_owner", "generation"],
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn config(client: &MetaClient, cmd: ConfigCmd, json: bool, stale: bool) -> Result<()> {
+    match cmd {
+        ConfigCmd::Get { key } => {
+            let v = client.read("config", stale).await?;
+            let rows: Vec<Value> = v
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| key.as_deref().is_none_or(|want| want == k.as_str()))
+                        .map(|(k, val)| serde_json::json!({ "key": k, "value": val }))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(k) = &key {
+                if rows.is_empty() {
+                    bail!("unknown config key {k:?}");
+                }
+            }
+            if json {
+                return print_json(&Value::Array(rows));
+            }
+            table(&rows, &["key", "value"]);
+            Ok(())
+        }
+        ConfigCmd::Set { key, value } => {
+            propose(
+                client,
+                Cmd::SetConfig {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+            )
+            .await?;
+            println!("{key} = {value}");
+            Ok(())
+        }
+    }
+}
