@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use cairn_node::client::MetaClient;
+use cairn_node::types::pb;
 use cairn_state::{Cmd, Reply};
 use common::Cluster;
 
@@ -214,7 +215,7 @@ async fn a_corrupt_snapshot_stops_the_member_naming_the_file_and_rewrites_nothin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_data_dir_of_another_member_is_refused() {
+async fn a_data_dir_of_another_member_or_cluster_or_none_is_refused() {
     let mut cluster = Cluster::start(3);
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     cluster.kill(2);
@@ -229,6 +230,75 @@ async fn a_data_dir_of_another_member_is_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("belongs to node 3, not node 9"), "{err}");
+
+    // The same data dir given to member 3 of another cluster (another
+    // --init list) is refused too, naming the dir, and left as it was.
+    let before = dir_contents(&m.dir);
+    let other = format!("1=127.0.0.1:{},3={}", common::free_port(), m.addr);
+    let out = std::process::Command::new(common::BIN)
+        .args(["server", "--id", "3", "--listen", &m.addr, "--init", &other])
+        .arg("--data-dir")
+        .arg(&m.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to cluster"), "{err}");
+    assert!(err.contains(&m.dir.display().to_string()), "{err}");
+    assert_eq!(dir_contents(&m.dir), before, "nothing on disk changed");
+
+    // A restart that finds no data (a wrong or lost --data-dir) does not
+    // start an empty member: it refuses and creates nothing.
+    let missing = m.dir.with_file_name("never-created");
+    let out = std::process::Command::new(common::BIN)
+        .args(["server", "--id", "3", "--listen", &m.addr])
+        .arg("--data-dir")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds no cluster"), "{err}");
+    assert!(!missing.exists(), "nothing was created");
+
+    // A Raft message from another cluster, or from no cluster, is refused.
+    let leader = cluster.leader_status(Duration::from_secs(10)).await;
+    let mut raft =
+        pb::raft_client::RaftClient::connect(format!("http://{}", cluster.members[0].addr))
+            .await
+            .unwrap();
+    for cluster_id in [Some(leader.cluster_id ^ 1), None] {
+        let mut req = tonic::Request::new(pb::RaftPayload { data: vec![] });
+        if let Some(c) = cluster_id {
+            req.metadata_mut().insert("cairn-cluster", c.into());
+        }
+        let e = raft.vote(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("cluster"), "{e:?}");
+    }
+
+    // And the real member 3 still starts from its untouched dir and agrees.
+    cluster.restart(2);
+    let index = write_chunks(&cluster, 3).await;
+    cluster.wait_converged(index, Duration::from_secs(15)).await;
+}
+
+/// Every file under `dir` with its bytes, except RocksDB's own info logs
+/// (LOG, LOG.old.*), which any open of the database may rotate.
+fn dir_contents(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !p.file_name().unwrap().to_string_lossy().starts_with("LOG") {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -297,13 +367,26 @@ async fn a_learner_catches_up_by_snapshot_and_membership_goes_3_5_3_under_load()
         })
     };
 
-    // when members 4 and 5 join as learners (the log they need is purged:
-    // they must get a snapshot) and are promoted through the CLI,
+    // when members 4 and 5 start with `--join` (the log they need is purged:
+    // they must get a snapshot), become learners and are promoted through the CLI,
     for id in [4, 5] {
-        let i = cluster.add_member(id);
-        let addr = cluster.members[i].addr.clone();
-        let (ok, out, err) = cluster.cli(&["cluster", "add-learner", &id.to_string(), &addr]);
-        assert!(ok, "add-learner {id}: {out}{err}\n{}", cluster.logs());
+        cluster.add_member(id);
+        common::wait_until(
+            Duration::from_secs(30),
+            "the new member to be a learner",
+            || async {
+                let s = cluster
+                    .client()
+                    .status_of(&cluster.members[0].addr, true)
+                    .await
+                    .ok()?;
+                s.members
+                    .iter()
+                    .any(|m| m.node_id == id && !m.voter)
+                    .then_some(())
+            },
+        )
+        .await;
         let (ok, out, err) = cluster.cli(&["cluster", "promote", &id.to_string()]);
         assert!(ok, "promote {id}: {out}{err}");
         assert!(out.contains("promoted"), "{out}");
@@ -548,4 +631,55 @@ async fn topo_chunk_volume_extent_and_config_commands_print_tables_and_json() {
     assert!(ok(&["config", "get", "load_high_pct"]).contains("90"));
     fails(&["config", "set", "load_high_pct", "101"], "invalid value");
     fails(&["config", "set", "no_such_key", "1"], "unknown config key");
+
+    // Chunk administration.
+    ok(&["chunk", "rename", "3", "edge-3"]);
+    ok(&["chunk", "failslow", "3"]);
+    ok(&["chunk", "drain", "3"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&["chunk", "show", "3"])).unwrap();
+    assert_eq!(v["name"], "edge-3", "{v}");
+    assert_eq!(v["failslow"], true, "{v}");
+    assert_eq!(v["state"], "removing", "{v}");
+    fails(&["chunk", "remove", "3"], "still");
+    fails(&["chunk", "drain", "42"], "chunk 42 not found");
+
+    // The typed write RPCs: a compare-and-set on the extent's generation
+    // succeeds once, and a second writer holding the old generation is
+    // told ABORTED; unknown ids are NOT_FOUND.
+    let gen = extents[0]["generation"].as_u64().unwrap();
+    let cas = |expected_generation| pb::UpdateExtentRequest {
+        pid: first,
+        expected_generation,
+        lease_owner: Some(1),
+        ..Default::default()
+    };
+    let r = client.update_extent(cas(gen)).await.unwrap();
+    assert_eq!(r.generation, gen + 1);
+    let e = client.update_extent(cas(gen)).await.unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::Aborted), "{e}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["extent", "show", &first.to_string(), "--json"])).unwrap();
+    assert_eq!(v["lease_owner"], 1, "{v}");
+    assert_eq!(v["generation"], gen + 1, "{v}");
+    let e = client
+        .set_failslow(pb::SetFailslowRequest {
+            cid: 42,
+            failslow: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::NotFound), "{e}");
+    let e = client
+        .add_topo(pb::AddTopoRequest {
+            kind: 0,
+            parent: 1,
+            name: "z".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
+
+    // Deleting the volume forgets its extents.
+    ok(&["volume", "delete", "1"]);
+    fails(&["volume", "show", "1"], "volume 1 not found");
 }

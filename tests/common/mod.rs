@@ -35,7 +35,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` members; member 1 initializes the cluster with all of them.
+    /// Starts `n` members, all given the same `--init` list.
     pub fn start(n: u64) -> Cluster {
         Cluster::start_with(n, &[])
     }
@@ -64,15 +64,14 @@ impl Cluster {
         };
         for i in 0..c.members.len() {
             let mut args = extra.clone();
-            if i == 0 {
-                args.extend(["--init".to_string(), init.clone()]);
-            }
+            args.extend(["--init".to_string(), init.clone()]);
             c.spawn(i, &args);
         }
         c
     }
 
-    /// Starts a new member (not yet in the cluster); returns its index.
+    /// Starts a new member with `cairn server ... --join <member 1>`; it
+    /// becomes a learner once it has caught up. Returns its index.
     pub fn add_member(&mut self, id: u64) -> usize {
         let dir = self.members[0].dir.with_file_name(format!("n{id}"));
         self.members.push(Member {
@@ -82,7 +81,9 @@ impl Cluster {
             child: None,
         });
         let i = self.members.len() - 1;
-        self.restart(i);
+        let mut args = self.extra.clone();
+        args.extend(["--join".to_string(), self.members[0].addr.clone()]);
+        self.spawn(i, &args);
         i
     }
 

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
 use cairn_node::types::pb;
-use cairn_state::{Cmd, Reply, TopoKind, ROOT_ID};
+use cairn_state::{TopoKind, ROOT_ID};
 use clap::Subcommand;
 use serde_json::Value;
 
@@ -44,6 +44,31 @@ pub enum ChunkCmd {
     List,
     /// One chunk in full, space figures included.
     Show { cid: u32 },
+    /// Put a chunk into a brick, or take it out of the topology (no --brick).
+    ///
+    ///   cairn chunk move 4 --brick 7
+    Move {
+        cid: u32,
+        #[arg(long)]
+        brick: Option<u64>,
+    },
+    /// Give a chunk a new name (its cid never changes).
+    Rename { cid: u32, name: String },
+    /// Start draining a chunk (state removing: it takes no new replicas);
+    /// --cancel puts it back in service.
+    Drain {
+        cid: u32,
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Retire a drained chunk for good (it must hold no replica and no session).
+    Remove { cid: u32 },
+    /// Mark a chunk's disk as fail-slow (replicas move off it first); --off clears it.
+    Failslow {
+        cid: u32,
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +98,10 @@ pub enum VolumeCmd {
     List,
     /// A volume and the replica locations of its extents.
     Show {
+        id: u64,
+    },
+    /// Delete a volume and forget its extents.
+    Delete {
         id: u64,
     },
 }
@@ -123,16 +152,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// Proposes one command; a rejection is an error with the state machine's reason.
-async fn propose(client: &MetaClient, cmd: Cmd) -> Result<Reply> {
-    let (mut results, _) = client.propose(&[cmd]).await?;
-    match results.pop() {
-        Some(Ok(r)) => Ok(r),
-        Some(Err(e)) => bail!("{e}"),
-        None => bail!("the server returned no result"),
-    }
 }
 
 fn print_json(v: &Value) -> Result<()> {
@@ -195,20 +214,119 @@ pub async fn topo(client: &MetaClient, cmd: TopoCmd, json: bool, stale: bool) ->
             };
         }
         TopoCmd::Add { kind, name, parent } => {
-            propose(client, Cmd::AddTopo { kind, parent, name }).await?
+            client
+                .add_topo(pb::AddTopoRequest {
+                    kind: pb_kind(kind) as i32,
+                    parent,
+                    name,
+                })
+                .await?
         }
-        TopoCmd::Move { id, parent } => propose(client, Cmd::MoveTopo { id, parent }).await?,
-        TopoCmd::Rename { id, name } => propose(client, Cmd::RenameTopo { id, name }).await?,
-        TopoCmd::Remove { id } => propose(client, Cmd::RemoveTopo { id }).await?,
+        TopoCmd::Move { id, parent } => {
+            client.move_topo(pb::MoveTopoRequest { id, parent }).await?
+        }
+        TopoCmd::Rename { id, name } => {
+            client
+                .rename_topo(pb::RenameTopoRequest { id, name })
+                .await?
+        }
+        TopoCmd::Remove { id } => client.remove_topo(pb::RemoveTopoRequest { id }).await?,
     };
-    match reply {
-        Reply::TopoId(id) => println!("created topology node {id}"),
-        _ => println!("done"),
+    written(&reply, json, || {
+        if reply.topo_id != 0 {
+            format!("created topology node {}", reply.topo_id)
+        } else {
+            "done".to_string()
+        }
+    })
+}
+
+/// Reports a successful write: a line, or the response as JSON.
+fn written(r: &pb::WriteResponse, json: bool, line: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        print_json(&serde_json::json!({
+            "log_index": r.log_index,
+            "topo_id": r.topo_id,
+            "cid": r.cid,
+            "generation": r.generation,
+        }))
+    } else {
+        println!("{}", line());
+        Ok(())
     }
-    Ok(())
+}
+
+fn pb_kind(k: TopoKind) -> pb::TopoKind {
+    match k {
+        TopoKind::Zone => pb::TopoKind::Zone,
+        TopoKind::Rack => pb::TopoKind::Rack,
+        TopoKind::Brick => pb::TopoKind::Brick,
+        TopoKind::Cluster => pb::TopoKind::Unspecified,
+    }
 }
 
 pub async fn chunk(client: &MetaClient, cmd: ChunkCmd, json: bool, stale: bool) -> Result<()> {
+    let (reply, line) = match cmd {
+        ChunkCmd::Move { cid, brick } => (
+            client
+                .move_chunk(pb::MoveChunkRequest { cid, brick })
+                .await?,
+            match brick {
+                Some(b) => format!("chunk {cid} is in brick {b}"),
+                None => format!("chunk {cid} is unracked"),
+            },
+        ),
+        ChunkCmd::Rename { cid, name } => (
+            client
+                .rename_chunk(pb::RenameChunkRequest {
+                    cid,
+                    name: name.clone(),
+                })
+                .await?,
+            format!("chunk {cid} is now {name:?}"),
+        ),
+        ChunkCmd::Drain { cid, cancel } => {
+            let state = if cancel {
+                pb::ChunkState::Registered
+            } else {
+                pb::ChunkState::Removing
+            };
+            (
+                client
+                    .set_chunk_state(pb::SetChunkStateRequest {
+                        cid,
+                        state: state as i32,
+                    })
+                    .await?,
+                format!("chunk {cid} is {}", state.as_str_name().to_lowercase()),
+            )
+        }
+        ChunkCmd::Remove { cid } => (
+            client
+                .set_chunk_state(pb::SetChunkStateRequest {
+                    cid,
+                    state: pb::ChunkState::Removed as i32,
+                })
+                .await?,
+            format!("chunk {cid} is removed; its cid is never reused"),
+        ),
+        ChunkCmd::Failslow { cid, off } => (
+            client
+                .set_failslow(pb::SetFailslowRequest {
+                    cid,
+                    failslow: !off,
+                })
+                .await?,
+            format!("chunk {cid} failslow = {}", !off),
+        ),
+        ChunkCmd::List | ChunkCmd::Show { .. } => {
+            return chunk_read(client, cmd, json, stale).await
+        }
+    };
+    written(&reply, json, || line)
+}
+
+async fn chunk_read(client: &MetaClient, cmd: ChunkCmd, json: bool, stale: bool) -> Result<()> {
     let v = client.read("chunks", stale).await?;
     let chunks = v["chunks"].as_array().cloned().unwrap_or_default();
     match cmd {
@@ -242,6 +360,7 @@ pub async fn chunk(client: &MetaClient, cmd: ChunkCmd, json: bool, stale: bool) 
                 .with_context(|| format!("chunk {cid} not found"))?;
             print_json(c)
         }
+        _ => bail!("not a read command"),
     }
 }
 
@@ -281,6 +400,12 @@ pub async fn volume(client: &MetaClient, cmd: VolumeCmd, json: bool, stale: bool
                 );
                 Ok(())
             }
+        }
+        VolumeCmd::Delete { id } => {
+            let r = client
+                .delete_volume(pb::DeleteVolumeRequest { volume_id: id })
+                .await?;
+            written(&r, json, || format!("deleted volume {id}"))
         }
         VolumeCmd::List => {
             let v = client.read("volumes", stale).await?;
@@ -383,16 +508,13 @@ pub async fn config(client: &MetaClient, cmd: ConfigCmd, json: bool, stale: bool
             Ok(())
         }
         ConfigCmd::Set { key, value } => {
-            propose(
-                client,
-                Cmd::SetConfig {
+            let r = client
+                .set_config(pb::SetConfigRequest {
                     key: key.clone(),
                     value: value.clone(),
-                },
-            )
-            .await?;
-            println!("{key} = {value}");
-            Ok(())
+                })
+                .await?;
+            written(&r, json, || format!("{key} = {value}"))
         }
     }
 }

@@ -20,8 +20,9 @@ pub enum ClientError {
     BadEndpoint(String),
     #[error("gave up after {elapsed_ms} ms: {last}")]
     Timeout { elapsed_ms: u128, last: String },
-    #[error("{0}")]
-    Rejected(String),
+    /// The server refused the request for good (retrying will not help).
+    #[error("{message}")]
+    Rejected { code: Code, message: String },
     #[error("cannot decode the server's reply: {0}")]
     Decode(String),
 }
@@ -79,8 +80,10 @@ impl MetaClient {
 
     /// Proposes `cmds` as one log entry on the leader, wherever it is.
     pub async fn propose(&self, cmds: &[Cmd]) -> Result<Proposed, ClientError> {
-        let bytes =
-            types::encode(&cmds.to_vec()).map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let bytes = types::encode(&cmds.to_vec()).map_err(|e| ClientError::Rejected {
+            code: Code::InvalidArgument,
+            message: e.to_string(),
+        })?;
         let resp = self
             .on_leader(|mut c| {
                 let req = pb::ProposeRequest {
@@ -178,9 +181,19 @@ impl MetaClient {
                     last = format!("{addr}: {}", status.message());
                     if matches!(
                         status.code(),
-                        Code::InvalidArgument | Code::PermissionDenied | Code::FailedPrecondition
+                        Code::InvalidArgument
+                            | Code::PermissionDenied
+                            | Code::FailedPrecondition
+                            | Code::NotFound
+                            | Code::Aborted
+                            | Code::AlreadyExists
+                            | Code::OutOfRange
+                            | Code::Unimplemented
                     ) {
-                        return Err(ClientError::Rejected(status.message().to_string()));
+                        return Err(ClientError::Rejected {
+                            code: status.code(),
+                            message: status.message().to_string(),
+                        });
                     }
                     let follow = status
                         .metadata()
@@ -214,6 +227,52 @@ impl MetaClient {
             .status(pb::StatusRequest { stale })
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::Rejected(format!("{addr}: {}", s.message())))
+            .map_err(|s| ClientError::Rejected {
+                code: s.code(),
+                message: format!("{addr}: {}", s.message()),
+            })
     }
+}
+
+impl ClientError {
+    /// The gRPC code of a refusal, if the server refused.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// One typed method per write RPC of the `Meta` service, each run on the
+/// leader like every other call.
+macro_rules! write_rpcs {
+    ($($name:ident($req:ident);)*) => {
+        impl MetaClient {
+            $(
+                pub async fn $name(&self, req: pb::$req) -> Result<pb::WriteResponse, ClientError> {
+                    self.on_leader(|mut c| {
+                        let req = req.clone();
+                        async move { c.$name(req).await }
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+write_rpcs! {
+    add_topo(AddTopoRequest);
+    move_topo(MoveTopoRequest);
+    rename_topo(RenameTopoRequest);
+    remove_topo(RemoveTopoRequest);
+    register_chunk(RegisterChunkRequest);
+    move_chunk(MoveChunkRequest);
+    rename_chunk(RenameChunkRequest);
+    set_chunk_state(SetChunkStateRequest);
+    set_failslow(SetFailslowRequest);
+    delete_volume(DeleteVolumeRequest);
+    update_extent(UpdateExtentRequest);
+    set_config(SetConfigRequest);
 }

@@ -70,10 +70,8 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
             .arg(&data)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
-        if id == 1 {
-            cmd.args(["--init", &init]);
-        }
+            .stderr(log)
+            .args(["--init", &init]);
         children.0.push(
             cmd.spawn()
                 .with_context(|| format!("starting member {id}"))?,
@@ -92,8 +90,11 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
         file.display()
     );
     println!();
-    println!("try:   cairn cluster status");
-    println!("       cairn cluster status --json");
+    println!("try:   cairn cluster status           (members, roles, lag)");
+    println!("       cairn topo add zone z1         (zones > racks > bricks)");
+    println!("       cairn config get");
+    println!("       cairn bench write --clients 64 --duration 10s");
+    println!("       cairn --help");
     println!();
     println!("Ctrl-C stops every member.");
     tokio::signal::ctrl_c()

@@ -38,12 +38,15 @@ struct Cli {
 enum Command {
     /// Run a member.
     ///
-    /// First start of a new 3-node cluster: --init on the first member only,
-    /// the others start plain and are brought in by it:
+    /// First start of a new 3-node cluster: the same --init list on every
+    /// initial member (it also names the cluster):
     ///   cairn server --id 1 --listen 10.0.0.1:7400 --data-dir /var/lib/cairn \
     ///       --init 1=10.0.0.1:7400,2=10.0.0.2:7400,3=10.0.0.3:7400
-    ///   cairn server --id 2 --listen 10.0.0.2:7400 --data-dir /var/lib/cairn
-    /// Restart: only --id, --listen and --data-dir.
+    ///   (and the same on members 2 and 3 with their --id and --listen)
+    /// Restart: only --id, --listen and --data-dir. A data dir of another node
+    /// or cluster, or none at all, is refused: the member never starts empty.
+    /// A new member of a running cluster:
+    ///   cairn server --id 4 --listen 10.0.0.4:7400 --data-dir /var/lib/cairn --join 10.0.0.1:7400
     Server {
         /// This member's id (>= 1); the data dir remembers it and refuses another.
         #[arg(long)]
@@ -54,9 +57,17 @@ enum Command {
         /// Where the Raft log (RocksDB) and snapshots live.
         #[arg(long)]
         data_dir: PathBuf,
-        /// Initial members of a new cluster: id=host:port,... (ignored once initialized).
-        #[arg(long, value_parser = parse_members)]
+        /// Initial members of a new cluster: id=host:port,... Give every initial
+        /// member the same list. It names the cluster: a data dir of another
+        /// cluster is refused.
+        #[arg(long, value_parser = parse_members, conflicts_with = "join")]
         init: Option<BTreeMap<u64, String>>,
+        /// Join a running cluster through any of its members (host:port): this
+        /// member asks to be added as a learner and catches up; promote it
+        /// with `cairn cluster promote ID`. --listen must be the address the
+        /// other members reach it on.
+        #[arg(long)]
+        join: Option<SocketAddr>,
         /// Snapshot after this many applied entries and purge the log behind it.
         #[arg(long, default_value_t = 10_000)]
         snapshot_every: u64,
@@ -222,11 +233,13 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             data_dir,
             init,
+            join,
             snapshot_every,
         } => {
             let mut cfg = NodeConfig::new(id, listen, data_dir);
             cfg.init = init;
             cfg.snapshot_every = snapshot_every;
+            cfg.join = join.map(|j| j.to_string());
             let node = Node::start(cfg).await?;
             tokio::signal::ctrl_c()
                 .await

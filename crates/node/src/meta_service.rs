@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use cairn_state::Cmd;
+use cairn_state::{ChunkState, Cmd, CmdError, Reply, TopoKind};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
@@ -20,6 +20,7 @@ pub const MAX_CMDS_PER_PROPOSAL: usize = 4096;
 
 pub struct MetaService {
     raft: Raft,
+    cluster_id: u64,
     sm: SmHandle,
     batcher: mpsc::Sender<Pending>,
 }
@@ -41,9 +42,14 @@ struct Pending {
 
 impl MetaService {
     /// Must be called inside a tokio runtime: it starts the batcher task.
-    pub fn new(raft: Raft, sm: SmHandle) -> MetaService {
+    pub fn new(raft: Raft, sm: SmHandle, cluster_id: u64) -> MetaService {
         let batcher = spawn_batcher(raft.clone());
-        MetaService { raft, sm, batcher }
+        MetaService {
+            raft,
+            cluster_id,
+            sm,
+            batcher,
+        }
     }
 
     /// Waits until this member may serve a linearizable read (it is the
@@ -66,6 +72,24 @@ impl MetaService {
             .map_err(|_| Status::unavailable("too many proposals queued on this member; retry"))?;
         rx.await
             .map_err(|_| Status::unavailable("the proposal was dropped (member shutting down?)"))?
+    }
+
+    /// Proposes one client command and turns its result into a response.
+    async fn write(&self, cmd: Cmd) -> Result<Response<pb::WriteResponse>, Status> {
+        let (mut results, log_index) = self.submit(vec![cmd]).await?;
+        let mut resp = pb::WriteResponse {
+            log_index,
+            ..Default::default()
+        };
+        match results.pop() {
+            Some(Ok(Reply::TopoId(id))) => resp.topo_id = id,
+            Some(Ok(Reply::Cid(cid))) => resp.cid = cid,
+            Some(Ok(Reply::Generation(g))) => resp.generation = g,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(cmd_status(&e)),
+            None => return Err(Status::internal("the state machine returned no result")),
+        }
+        Ok(Response::new(resp))
     }
 
     pub fn into_server(self) -> pb::meta_server::MetaServer<MetaService> {
@@ -142,6 +166,51 @@ async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
                 let _ = reply.send(Err(status(&e)));
             }
         }
+    }
+}
+
+/// The gRPC status for a command the state machine rejected; the message is
+/// the state machine's reason.
+pub fn cmd_status(e: &CmdError) -> Status {
+    let msg = e.to_string();
+    match e {
+        CmdError::TopoNotFound(_)
+        | CmdError::ChunkNotFound(_)
+        | CmdError::VolumeNotFound(_)
+        | CmdError::ExtentNotFound(_) => Status::not_found(msg),
+        CmdError::GenerationMismatch { .. } => Status::aborted(msg),
+        CmdError::NameTaken { .. } => Status::already_exists(msg),
+        CmdError::InvalidName { .. }
+        | CmdError::WrongParentKind { .. }
+        | CmdError::InvalidSpace { .. }
+        | CmdError::InvalidLease(_)
+        | CmdError::InvalidVolume(_)
+        | CmdError::InvalidLoc { .. }
+        | CmdError::Config(_)
+        | CmdError::InvalidFeatureName(_) => Status::invalid_argument(msg),
+        _ => Status::failed_precondition(msg),
+    }
+}
+
+fn topo_kind(k: i32) -> Result<TopoKind, Status> {
+    match pb::TopoKind::try_from(k) {
+        Ok(pb::TopoKind::Zone) => Ok(TopoKind::Zone),
+        Ok(pb::TopoKind::Rack) => Ok(TopoKind::Rack),
+        Ok(pb::TopoKind::Brick) => Ok(TopoKind::Brick),
+        _ => Err(Status::invalid_argument(format!(
+            "topology kind {k} is not zone (1), rack (2) or brick (3)"
+        ))),
+    }
+}
+
+fn chunk_state(k: i32) -> Result<ChunkState, Status> {
+    match pb::ChunkState::try_from(k) {
+        Ok(pb::ChunkState::Registered) => Ok(ChunkState::Registered),
+        Ok(pb::ChunkState::Removing) => Ok(ChunkState::Removing),
+        Ok(pb::ChunkState::Removed) => Ok(ChunkState::Removed),
+        _ => Err(Status::invalid_argument(format!(
+            "chunk state {k} is not registered (1), removing (2) or removed (3)"
+        ))),
     }
 }
 
@@ -231,6 +300,7 @@ impl pb::meta_server::Meta for MetaService {
         let d = self.sm.read();
         Ok(Response::new(pb::StatusResponse {
             members,
+            cluster_id: self.cluster_id,
             node_id: m.id,
             term: m.current_term,
             leader_id: m.current_leader.unwrap_or(0),
@@ -302,7 +372,7 @@ impl pb::meta_server::Meta for MetaService {
                 extents,
                 log_index,
             })),
-            Some(Err(e)) => Err(Status::failed_precondition(e.to_string())),
+            Some(Err(e)) => Err(cmd_status(&e)),
             other => Err(Status::internal(format!("unexpected result {other:?}"))),
         }
     }
@@ -369,6 +439,159 @@ impl pb::meta_server::Meta for MetaService {
             })),
             Err(e) => Err(admin_error(e)),
         }
+    }
+
+    async fn add_topo(
+        &self,
+        request: Request<pb::AddTopoRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::AddTopo {
+            kind: topo_kind(r.kind)?,
+            parent: r.parent,
+            name: r.name,
+        })
+        .await
+    }
+
+    async fn move_topo(
+        &self,
+        request: Request<pb::MoveTopoRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::MoveTopo {
+            id: r.id,
+            parent: r.parent,
+        })
+        .await
+    }
+
+    async fn rename_topo(
+        &self,
+        request: Request<pb::RenameTopoRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::RenameTopo {
+            id: r.id,
+            name: r.name,
+        })
+        .await
+    }
+
+    async fn remove_topo(
+        &self,
+        request: Request<pb::RemoveTopoRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.write(Cmd::RemoveTopo {
+            id: request.into_inner().id,
+        })
+        .await
+    }
+
+    async fn register_chunk(
+        &self,
+        request: Request<pb::RegisterChunkRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        if r.data_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "data_addr {:?} is not host:port",
+                r.data_addr
+            )));
+        }
+        self.write(Cmd::RegisterChunk {
+            hostname: r.hostname,
+            data_addr: r.data_addr,
+            brick: r.brick,
+            version: r.version,
+            capabilities: r.capabilities,
+        })
+        .await
+    }
+
+    async fn move_chunk(
+        &self,
+        request: Request<pb::MoveChunkRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::MoveChunk {
+            cid: r.cid,
+            brick: r.brick,
+        })
+        .await
+    }
+
+    async fn rename_chunk(
+        &self,
+        request: Request<pb::RenameChunkRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::RenameChunk {
+            cid: r.cid,
+            name: r.name,
+        })
+        .await
+    }
+
+    async fn set_chunk_state(
+        &self,
+        request: Request<pb::SetChunkStateRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::SetChunkState {
+            cid: r.cid,
+            state: chunk_state(r.state)?,
+        })
+        .await
+    }
+
+    async fn set_failslow(
+        &self,
+        request: Request<pb::SetFailslowRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::SetFailslow {
+            cid: r.cid,
+            failslow: r.failslow,
+        })
+        .await
+    }
+
+    async fn delete_volume(
+        &self,
+        request: Request<pb::DeleteVolumeRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.write(Cmd::DeleteVolume {
+            volume_id: request.into_inner().volume_id,
+        })
+        .await
+    }
+
+    async fn update_extent(
+        &self,
+        request: Request<pb::UpdateExtentRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::UpdateExtent(cairn_state::UpdateExtent {
+            pid: r.pid,
+            expected_generation: r.expected_generation,
+            loc: r.loc.map(|l| l.cids),
+            alive_loc: r.alive_loc.map(|l| l.cids),
+            lease_owner: r.lease_owner,
+        }))
+        .await
+    }
+
+    async fn set_config(
+        &self,
+        request: Request<pb::SetConfigRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let r = request.into_inner();
+        self.write(Cmd::SetConfig {
+            key: r.key,
+            value: r.value,
+        })
+        .await
     }
 }
 

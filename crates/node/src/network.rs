@@ -21,15 +21,24 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-use crate::raft_service::MAX_RAFT_MESSAGE_BYTES;
+use crate::raft_service::{CLUSTER_KEY, MAX_RAFT_MESSAGE_BYTES};
 use crate::types::{self, pb, NodeId, TypeConfig};
 
 #[derive(Clone, Default)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Sent with every RPC: a member of another cluster refuses it.
+    cluster_id: u64,
 }
 
 impl Network {
+    pub fn new(cluster_id: u64) -> Network {
+        Network {
+            channels: Arc::default(),
+            cluster_id,
+        }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
@@ -54,6 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         NetworkConnection {
             target,
             channel: self.channel(&node.addr),
+            cluster_id: self.cluster_id,
         }
     }
 }
@@ -61,6 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct NetworkConnection {
     target: NodeId,
     channel: Result<Channel, String>,
+    cluster_id: u64,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
@@ -89,6 +100,9 @@ impl NetworkConnection {
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
         let mut request = tonic::Request::new(pb::RaftPayload { data });
         request.set_timeout(ttl);
+        request
+            .metadata_mut()
+            .insert(CLUSTER_KEY, self.cluster_id.into());
         let call = async {
             match rpc {
                 Rpc::AppendEntries => client.append_entries(request).await,

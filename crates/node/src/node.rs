@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
+use crate::client::MetaClient;
 use crate::meta_service::MetaService;
 use crate::network::Network;
 use crate::raft_service::RaftService;
@@ -23,8 +25,13 @@ pub struct NodeConfig {
     pub id: NodeId,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// Initial members (id -> address) for a brand-new cluster.
+    /// Initial members (id -> address) for a brand-new cluster. Every initial
+    /// member is given the same list; it also names the cluster (see
+    /// [`cluster_id_of`]), so a restart with another list is refused.
     pub init: Option<BTreeMap<NodeId, String>>,
+    /// Join a running cluster through this member (host:port): learn its
+    /// cluster id, start, and ask the leader to add this member as a learner.
+    pub join: Option<String>,
     /// Snapshot after this many applied entries, then purge the log behind it.
     pub snapshot_every: u64,
     pub heartbeat_ms: u64,
@@ -39,6 +46,7 @@ impl NodeConfig {
             listen,
             data_dir,
             init: None,
+            join: None,
             snapshot_every: 10_000,
             heartbeat_ms: 100,
             election_min_ms: 600,
@@ -66,6 +74,17 @@ pub enum NodeError {
         found: NodeId,
         wanted: NodeId,
     },
+    #[error("data directory {path} belongs to cluster {found:016x}, but {source_of} is cluster {wanted:016x}: refusing to start")]
+    WrongCluster {
+        path: PathBuf,
+        found: u64,
+        wanted: u64,
+        source_of: String,
+    },
+    #[error("data directory {path} holds no cluster: give --init (the same member list on every initial member) to create one, or --join ADDR to join one; if this member had data, its data dir is missing or wrong")]
+    NoCluster { path: PathBuf },
+    #[error("cannot join through {via}: {reason}")]
+    Join { via: String, reason: String },
     #[error("cannot write the identity of data directory {path}: {reason}")]
     Identity { path: PathBuf, reason: String },
     #[error("invalid raft configuration: {0}")]
@@ -81,8 +100,24 @@ pub enum NodeError {
     Init(String),
 }
 
+/// The id of the cluster created with this initial member list: every
+/// initial member computes the same one without talking to the others.
+/// (Two clusters created with the very same ids and addresses share it.)
+pub fn cluster_id_of(members: &BTreeMap<NodeId, String>) -> u64 {
+    // FNV-1a 64: stable across versions and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (id, addr) in members {
+        for b in format!("{id}={addr},").bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h.max(1)
+}
+
 pub struct Node {
     pub id: NodeId,
+    pub cluster_id: u64,
     pub raft: Raft,
     pub sm: SmHandle,
     pub addr: SocketAddr,
@@ -96,36 +131,59 @@ impl Node {
         if cfg.id == 0 {
             return Err(NodeError::BadId);
         }
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| NodeError::DataDir {
-            path: cfg.data_dir.clone(),
-            source,
-        })?;
         let log_dir = cfg.data_dir.join("raft");
-        let log = LogStore::open(&log_dir)?;
-        match log.read_identity() {
-            Ok(Some(found)) if found.node_id != cfg.id => {
+        // The cluster this member is asked to be part of, if it is told.
+        let wanted = match (&cfg.init, &cfg.join) {
+            (Some(members), _) => {
+                Some((cluster_id_of(members), "the --init member list".to_string()))
+            }
+            (None, Some(via)) => {
+                Some((join_cluster_id(via).await?, format!("the cluster at {via}")))
+            }
+            (None, None) => None,
+        };
+        // Decide from a read-only look, so that a refusal leaves the data
+        // dir exactly as it was, and a restart that finds no data never
+        // quietly starts an empty member.
+        let found = LogStore::peek_identity(&log_dir)?;
+        let cluster_id = match (found, &wanted) {
+            (Some(found), _) if found.node_id != cfg.id => {
                 return Err(NodeError::WrongNode {
                     path: cfg.data_dir.clone(),
                     found: found.node_id,
                     wanted: cfg.id,
                 })
             }
-            Ok(Some(_)) => {}
-            Ok(None) => log
-                .write_identity(&Identity {
-                    node_id: cfg.id,
-                    cluster_id: 0,
-                })
-                .map_err(|e| NodeError::Identity {
-                    path: log_dir.clone(),
-                    reason: e.to_string(),
-                })?,
-            Err(e) => {
-                return Err(NodeError::Identity {
-                    path: log_dir.clone(),
-                    reason: e.to_string(),
+            (Some(found), Some((wanted, source_of))) if found.cluster_id != *wanted => {
+                return Err(NodeError::WrongCluster {
+                    path: cfg.data_dir.clone(),
+                    found: found.cluster_id,
+                    wanted: *wanted,
+                    source_of: source_of.clone(),
                 })
             }
+            (Some(found), _) => found.cluster_id,
+            (None, None) => {
+                return Err(NodeError::NoCluster {
+                    path: cfg.data_dir.clone(),
+                })
+            }
+            (None, Some((wanted, _))) => *wanted,
+        };
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| NodeError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        })?;
+        let log = LogStore::open(&log_dir)?;
+        if found.is_none() {
+            log.write_identity(&Identity {
+                node_id: cfg.id,
+                cluster_id,
+            })
+            .map_err(|e| NodeError::Identity {
+                path: log_dir.clone(),
+                reason: e.to_string(),
+            })?;
         }
         let sm = StateMachineStore::open(&cfg.data_dir.join("sm"))?;
         let sm_handle = sm.handle();
@@ -153,7 +211,7 @@ impl Node {
             source,
         })?;
 
-        let raft = Raft::new(cfg.id, Arc::new(config), Network::default(), log, sm)
+        let raft = Raft::new(cfg.id, Arc::new(config), Network::new(cluster_id), log, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
 
@@ -164,8 +222,10 @@ impl Node {
         let (shutdown, mut stop) = watch::channel(false);
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(RaftService::new(raft.clone()).into_server())
-            .add_service(MetaService::new(raft.clone(), sm_handle.clone()).into_server());
+            .add_service(RaftService::new(raft.clone(), cluster_id).into_server())
+            .add_service(
+                MetaService::new(raft.clone(), sm_handle.clone(), cluster_id).into_server(),
+            );
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -181,15 +241,47 @@ impl Node {
                     .iter()
                     .map(|(id, a)| (*id, BasicNode { addr: a.clone() }))
                     .collect();
-                raft.initialize(members)
+                match raft.initialize(members).await {
+                    Ok(()) => {
+                        tracing::info!(id = cfg.id, cluster = %format!("{cluster_id:016x}"), "cluster initialized")
+                    }
+                    // Another initial member got there first and already
+                    // reached this one: the cluster exists, nothing to do.
+                    Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => return Err(NodeError::Init(e.to_string())),
+                }
+            }
+        }
+        if let Some(via) = &cfg.join {
+            let member = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&cfg.id)
+                .is_some();
+            if member {
+                tracing::info!(id = cfg.id, "already a member; --join has nothing to do");
+            } else {
+                // Returns once this member has caught up (by log or snapshot).
+                let client = MetaClient::new(vec![via.clone()]).map_err(|e| NodeError::Join {
+                    via: via.clone(),
+                    reason: e.to_string(),
+                })?;
+                let index = client
+                    .add_learner(cfg.id, &addr.to_string())
                     .await
-                    .map_err(|e| NodeError::Init(e.to_string()))?;
-                tracing::info!(id = cfg.id, "cluster initialized");
+                    .map_err(|e| NodeError::Join {
+                        via: via.clone(),
+                        reason: e.to_string(),
+                    })?;
+                tracing::info!(id = cfg.id, %via, index, "joined as a learner; promote it with `cairn cluster promote {}`", cfg.id);
             }
         }
         tracing::info!(id = cfg.id, %addr, data_dir = %cfg.data_dir.display(), "member started");
         Ok(Node {
             id: cfg.id,
+            cluster_id,
             raft,
             sm: sm_handle,
             addr,
@@ -206,4 +298,21 @@ impl Node {
             tracing::warn!(error = %e, "raft shutdown");
         }
     }
+}
+
+/// Asks a member of a running cluster for its cluster id.
+async fn join_cluster_id(via: &str) -> Result<u64, NodeError> {
+    let err = |reason: String| NodeError::Join {
+        via: via.to_string(),
+        reason,
+    };
+    let client = MetaClient::new(vec![via.to_string()]).map_err(|e| err(e.to_string()))?;
+    let status = client
+        .status_of(via, true)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if status.cluster_id == 0 {
+        return Err(err("that member reports no cluster id".into()));
+    }
+    Ok(status.cluster_id)
 }

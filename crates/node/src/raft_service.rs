@@ -4,20 +4,70 @@
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::types::{self, pb, NodeId, TypeConfig};
 
 pub struct RaftService {
     raft: types::Raft,
+    cluster_id: u64,
+    /// When a foreign cluster's request was last logged (ms since start):
+    /// heartbeats arrive ten times a second, the log gets one line per minute.
+    last_foreign_log: AtomicU64,
+    started: Instant,
 }
+
+/// Metadata key of the sender's cluster id on every Raft RPC.
+pub const CLUSTER_KEY: &str = "cairn-cluster";
 
 /// Largest Raft message accepted or sent (AppendEntries batches, snapshot chunks).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 << 20;
 
 impl RaftService {
-    pub fn new(raft: types::Raft) -> RaftService {
-        RaftService { raft }
+    pub fn new(raft: types::Raft, cluster_id: u64) -> RaftService {
+        RaftService {
+            raft,
+            cluster_id,
+            last_foreign_log: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Refuses a request from a member of another cluster (or from something
+    /// that is not a member at all): a data dir restored onto the wrong
+    /// machine, or two clusters sharing addresses, must not mix their logs.
+    fn check_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let theirs = req
+            .metadata()
+            .get(CLUSTER_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if theirs == Some(self.cluster_id) {
+            return Ok(());
+        }
+        let msg = match theirs {
+            Some(c) => format!(
+                "this member belongs to cluster {:016x}, the sender to cluster {c:016x}",
+                self.cluster_id
+            ),
+            None => format!(
+                "raft request without a cluster id; this member belongs to cluster {:016x}",
+                self.cluster_id
+            ),
+        };
+        let now = self.started.elapsed().as_millis() as u64 + 60_000;
+        let last = self.last_foreign_log.load(Ordering::Relaxed);
+        if now >= last + 60_000
+            && self
+                .last_foreign_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(remote = ?req.remote_addr(), "refused a raft request: {msg}");
+        }
+        Err(Status::failed_precondition(msg))
     }
 
     pub fn into_server(self) -> pb::raft_server::RaftServer<RaftService> {
@@ -49,6 +99,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        self.check_cluster(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = request(&req, "append_entries")?;
         reply(&self.raft.append_entries(rpc).await)
     }
@@ -57,6 +108,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        self.check_cluster(&req)?;
         let rpc: VoteRequest<NodeId> = request(&req, "vote")?;
         reply(&self.raft.vote(rpc).await)
     }
@@ -65,6 +117,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        self.check_cluster(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = request(&req, "install_snapshot")?;
         reply(&self.raft.install_snapshot(rpc).await)
     }

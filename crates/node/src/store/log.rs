@@ -84,6 +84,8 @@ pub enum OpenError {
         path: PathBuf,
         source: rocksdb::Error,
     },
+    #[error("log store {path:?}: cannot read the identity of the data dir: {reason}")]
+    Identity { path: PathBuf, reason: String },
     #[error("log store {path:?}: cannot start the writer thread: {source}")]
     Writer { path: PathBuf, source: io::Error },
 }
@@ -142,6 +144,44 @@ impl LogStore {
     /// directory left by an interrupted first start, another program or a
     /// damaged DB is reported, never repaired or overwritten: the operator
     /// decides whether to wipe it.
+    /// The identity recorded in the log store at `dir`, read without writing
+    /// anything (a read-only RocksDB open), so a member can refuse a data dir
+    /// that is not its own and leave it exactly as it was. None: no store yet.
+    pub fn peek_identity(dir: &Path) -> Result<Option<Identity>, OpenError> {
+        let path = dir.to_path_buf();
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_none() {
+                    return Ok(None);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(OpenError::Dir { path, source }),
+        }
+        let opts = Options::default();
+        let mut found = DB::list_cf(&opts, dir).map_err(|source| OpenError::NotADb {
+            path: path.clone(),
+            source,
+        })?;
+        found.sort();
+        let mut expected = COLUMN_FAMILIES.map(String::from).to_vec();
+        expected.sort();
+        if found != expected {
+            return Err(OpenError::ColumnFamilies { path, found });
+        }
+        let db =
+            DB::open_cf_for_read_only(&opts, dir, [CF_LOGS, CF_META], false).map_err(|source| {
+                OpenError::Open {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        read_meta(&db, KEY_IDENTITY, StorageIOError::read).map_err(|e| OpenError::Identity {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
     pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
         let path = dir.to_path_buf();
         let dir_err = |source| OpenError::Dir {
