@@ -679,6 +679,21 @@ async fn topo_chunk_volume_extent_and_config_commands_print_tables_and_json() {
         .unwrap_err();
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
 
+    // Commands only the leader's runners decide are refused from clients.
+    for cmd in [
+        Cmd::ExpireSession {
+            cid: 1,
+            session_id: 1,
+        },
+        Cmd::SessionCheckpoint { silent: vec![] },
+        Cmd::ActivateFeature {
+            name: "lease_7s".into(),
+        },
+    ] {
+        let e = client.propose(&[cmd]).await.unwrap_err();
+        assert_eq!(e.code(), Some(tonic::Code::PermissionDenied), "{e}");
+    }
+
     // Deleting the volume forgets its extents.
     ok(&["volume", "delete", "1"]);
     fails(&["volume", "show", "1"], "volume 1 not found");

@@ -1,8 +1,11 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // An absolute path: the target directory is shared between checkouts
-    // (CI's clean clone and a working copy), and a relative path would make
-    // one checkout's build trust code generated from the other's proto.
-    let proto = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // An absolute path, read at run time (not `env!`, which would bake in the
+    // checkout that compiled this script): the target directory is shared
+    // between checkouts (CI's clean clone and a working copy), and a relative
+    // path would make one checkout's build trust code generated from the
+    // other's proto.
+    let dir = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let proto = dir.join("../../proto");
     println!(
         "cargo:rerun-if-changed={}",
         proto.join("cairn.proto").display()

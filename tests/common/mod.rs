@@ -116,6 +116,39 @@ impl Cluster {
         self.spawn(i, &extra);
     }
 
+    /// Sends a signal (e.g. "STOP", "CONT") to member `i`'s process.
+    pub fn signal(&self, i: usize, sig: &str) {
+        let pid = self.members[i]
+            .child
+            .as_ref()
+            .expect("member is running")
+            .id();
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    /// Waits until the running members other than `except` agree on a
+    /// leader that is not `except`'s id; returns it.
+    pub async fn wait_for_leader_except(&self, except: usize, within: Duration) -> u64 {
+        let client = self.client();
+        let gone = self.members[except].id;
+        wait_until(within, "a new leader among the other members", || async {
+            let mut leaders = vec![];
+            for (k, m) in self.members.iter().enumerate() {
+                if k != except && m.child.is_some() {
+                    leaders.push(client.status_of(&m.addr, true).await.ok()?.leader_id);
+                }
+            }
+            let first = *leaders.first()?;
+            (first != 0 && first != gone && leaders.iter().all(|l| *l == first)).then_some(first)
+        })
+        .await
+    }
+
     /// Waits for member `i` to exit by itself; returns its exit status.
     pub async fn wait_exit(&mut self, i: usize, within: Duration) -> std::process::ExitStatus {
         let child = self.members[i].child.as_mut().expect("member is running");

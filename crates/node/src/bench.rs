@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
+use cairn_node::fleet::{Fleet, FleetConfig};
 use cairn_state::{Cmd, CreateVolume, Provisioning, Reply, UpdateExtent, EXTENT_SIZE_BYTES};
 
 async fn one(client: &MetaClient, cmd: Cmd) -> Result<Reply> {
@@ -21,35 +22,17 @@ pub async fn write(endpoints: Vec<String>, clients: usize, duration: Duration) -
     if clients == 0 || clients > 4096 {
         bail!("--clients must be in 1..=4096");
     }
-    let client = Arc::new(MetaClient::new(endpoints)?);
-    // Setup: three chunks with sessions and a volume with one extent per client.
-    let mut cids = vec![];
-    for k in 0..3 {
-        let r = one(
-            &client,
-            Cmd::RegisterChunk {
-                hostname: format!("bench-{}-{k}", std::process::id()),
-                data_addr: "127.0.0.1:0".into(),
-                brick: None,
-                version: env!("CARGO_PKG_VERSION").into(),
-                capabilities: vec![],
-            },
-        )
-        .await
-        .context("registering bench chunks")?;
-        let Reply::Cid(cid) = r else {
-            bail!("unexpected reply {r:?}")
-        };
-        one(
-            &client,
-            Cmd::OpenSession {
-                cid,
-                lease_ms: 14_000,
-            },
-        )
-        .await?;
-        cids.push(cid);
+    let client = Arc::new(MetaClient::new(endpoints.clone())?);
+    // Setup: three simulated chunks keeping their sessions alive for the
+    // whole run, and a volume with one extent per client on them.
+    let mut cfg = FleetConfig::new(endpoints, 3);
+    cfg.zones = 0;
+    cfg.host_prefix = format!("bench-{}", std::process::id());
+    let fleet = Fleet::start(cfg).await?;
+    if !fleet.wait_registered(Duration::from_secs(30)).await {
+        bail!("the bench's simulated chunks did not register within 30 s");
     }
+    let cids: Vec<u32> = fleet.chunks().iter().map(|c| c.cid()).collect();
     let name = format!(
         "bench-{}-{}",
         std::process::id(),
@@ -123,6 +106,7 @@ pub async fn write(endpoints: Vec<String>, clients: usize, duration: Duration) -
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
+    drop(fleet);
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {

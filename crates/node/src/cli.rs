@@ -168,7 +168,7 @@ fn s(v: &Value) -> String {
 }
 
 /// Prints rows of `keys` from an array of objects as an aligned table.
-fn table(rows: &[Value], keys: &[&str]) {
+pub fn table(rows: &[Value], keys: &[&str]) {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| keys.iter().map(|k| s(&r[*k])).collect())
@@ -344,6 +344,7 @@ async fn chunk_read(client: &MetaClient, cmd: ChunkCmd, json: bool, stale: bool)
                     "name",
                     "hostname",
                     "state",
+                    "alive",
                     "session",
                     "failslow",
                     "load_pct",

@@ -123,6 +123,12 @@ impl MetaClient {
         serde_json::from_str(&resp.json).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// Every live session as the leader's tracker sees it.
+    pub async fn list_sessions(&self) -> Result<pb::ListSessionsResponse, ClientError> {
+        self.on_leader(|mut c| async move { c.list_sessions(pb::ListSessionsRequest {}).await })
+            .await
+    }
+
     /// Adds a learner; returns once it has caught up.
     pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<u64, ClientError> {
         let resp = self

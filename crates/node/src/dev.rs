@@ -7,14 +7,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
+use cairn_node::fleet::{Fleet, FleetConfig};
+
+/// `$CAIRN_HOME`, else `~/.cairn`: where `cairn dev` and `cairn fleet`
+/// record what the CLI finds by default.
+pub fn home() -> PathBuf {
+    std::env::var_os("CAIRN_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cairn")))
+        .unwrap_or_else(|| PathBuf::from(".cairn"))
+}
 
 /// Where `cairn dev` records its endpoints and the CLI looks for them.
 pub fn state_file() -> PathBuf {
-    let base = std::env::var_os("CAIRN_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cairn")))
-        .unwrap_or_else(|| PathBuf::from(".cairn"));
-    base.join("dev-endpoints")
+    home().join("dev-endpoints")
 }
 
 /// Endpoints recorded by a running `cairn dev`, if any.
@@ -40,7 +46,7 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
+pub async fn run(nodes: u64, dir: Option<PathBuf>, chunks: usize, racks: usize) -> Result<()> {
     if !(1..=7).contains(&nodes) {
         bail!("--nodes must be between 1 and 7");
     }
@@ -83,7 +89,33 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(&file, addrs.join("\n"))?;
+    // The simulated chunk fleet, in this process.
+    let fleet = if chunks > 0 {
+        let mut cfg = FleetConfig::new(addrs.clone(), chunks);
+        cfg.racks = racks.max(1);
+        cfg.state_file = Some(dir.join("fleet-cids"));
+        let mut fleet = Fleet::start(cfg).await?;
+        let control = fleet.serve_control("127.0.0.1:0".parse()?).await?;
+        crate::fleet_cli::record_control(control)?;
+        if !fleet.wait_registered(Duration::from_secs(30)).await {
+            bail!(
+                "the simulated chunks did not all register within 30 s; see the member logs in {}",
+                dir.display()
+            );
+        }
+        Some(fleet)
+    } else {
+        None
+    };
     println!("cairn dev: {nodes} members on {}", addrs.join(", "));
+    if let Some(f) = &fleet {
+        let cids: Vec<String> = f.chunks().iter().map(|c| c.cid().to_string()).collect();
+        println!(
+            "{chunks} simulated chunks (cids {}) on {} racks, keeping their sessions alive",
+            cids.join(" "),
+            racks.max(1)
+        );
+    }
     println!("data and logs in {}", dir.display());
     println!(
         "endpoints recorded in {} (the CLI uses them by default)",
@@ -91,6 +123,12 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
     );
     println!();
     println!("try:   cairn cluster status           (members, roles, lag)");
+    println!("       cairn chunk list               (load, alive / expired)");
+    println!("       cairn session list             (leases, last keepalive seen)");
+    println!(
+        "       cairn fleet stop 3             (chunk 3 goes silent and expires; `fleet start 3`)"
+    );
+    println!("       cairn volume create vm1 --size 10GiB --replicas 3");
     println!("       cairn topo add zone z1         (zones > racks > bricks)");
     println!("       cairn config get");
     println!("       cairn bench write --clients 64 --duration 10s");
@@ -101,6 +139,8 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>) -> Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     println!("stopping {nodes} members");
+    drop(fleet);
+    let _ = std::fs::remove_file(crate::fleet_cli::control_file());
     drop(children);
     Ok(())
 }

@@ -1,11 +1,15 @@
 //! Cairn's replicated node: `cairn-state` under openraft, on RocksDB, over
 //! tonic. Glue only: every decision lives in the pure crates.
 
+pub mod chunk_service;
 pub mod client;
+pub mod fleet;
 pub mod meta_service;
 pub mod network;
 pub mod node;
+pub mod propose;
 pub mod raft_service;
+pub mod sessions;
 pub mod store;
 pub mod types;
 pub mod views;

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cli;
 mod dev;
+mod fleet_cli;
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +85,31 @@ enum Command {
         /// Data and log directory (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Simulated chunks to run against the quorum (0: none).
+        #[arg(long, default_value_t = 8)]
+        chunks: usize,
+        /// Racks (one brick each) the chunks are spread over, in one zone.
+        #[arg(long, default_value_t = 2)]
+        racks: usize,
+    },
+    /// Run a fleet of simulated chunks against a cluster, or control a
+    /// running one (stop / start a chunk by cid, list).
+    ///
+    ///   cairn fleet --chunks 16 --zones 2 --racks 2
+    ///   cairn fleet list
+    ///   cairn fleet stop 3      # chunk 3 goes silent: its session expires
+    ///   cairn fleet start 3     # it comes back and registers again
+    #[command(args_conflicts_with_subcommands = true)]
+    Fleet {
+        #[command(subcommand)]
+        cmd: Option<fleet_cli::FleetCmd>,
+        #[command(flatten)]
+        run: fleet_cli::FleetRun,
+    },
+    /// Chunk sessions as the leader sees them.
+    Session {
+        #[command(subcommand)]
+        cmd: fleet_cli::SessionCmd,
     },
     /// Topology: zones, racks, bricks.
     Topo {
@@ -227,7 +253,18 @@ fn client(given: &[String]) -> Result<MetaClient> {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Command::Dev { nodes, dir } => dev::run(nodes, dir).await,
+        Command::Dev {
+            nodes,
+            dir,
+            chunks,
+            racks,
+        } => dev::run(nodes, dir, chunks, racks).await,
+        Command::Fleet { cmd: None, run } => fleet_cli::run(endpoints(&cli.endpoints)?, run).await,
+        Command::Fleet { cmd: Some(cmd), .. } => fleet_cli::control(cmd, cli.json).await,
+        Command::Session { cmd } => {
+            let client = MetaClient::new(endpoints(&cli.endpoints)?)?;
+            fleet_cli::session(&client, cmd, cli.json).await
+        }
         Command::Server {
             id,
             listen,

@@ -1,20 +1,18 @@
 //! The `Meta` gRPC service: proposals through Raft and reads.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-
-use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use cairn_state::{ChunkState, Cmd, CmdError, Reply, TopoKind};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
 
 use crate::store::sm::SmHandle;
 use crate::types::{self, pb, NodeId, Raft};
 
-/// Metadata key carrying the leader's address on a "not the leader" status.
-pub const LEADER_KEY: &str = "cairn-leader";
+use crate::propose::{not_leader, Proposed, Proposer};
+pub use crate::propose::{now_ms, LEADER_KEY};
+use crate::sessions::Sessions;
 /// Most commands one proposal may carry.
 pub const MAX_CMDS_PER_PROPOSAL: usize = 4096;
 
@@ -22,33 +20,24 @@ pub struct MetaService {
     raft: Raft,
     cluster_id: u64,
     sm: SmHandle,
-    batcher: mpsc::Sender<Pending>,
-}
-
-/// Most commands the batcher packs into one log entry.
-pub const MAX_CMDS_PER_ENTRY: usize = 4096;
-/// Proposals waiting for the batcher; beyond this a client gets UNAVAILABLE.
-const MAX_QUEUED_PROPOSALS: usize = 16_384;
-/// Log entries proposed and not yet applied at once: while they replicate,
-/// the next batch forms.
-const MAX_ENTRIES_IN_FLIGHT: usize = 4;
-
-type Proposed = Result<(Vec<Result<cairn_state::Reply, cairn_state::CmdError>>, u64), Status>;
-
-struct Pending {
-    cmds: Vec<Cmd>,
-    reply: oneshot::Sender<Proposed>,
+    proposer: Proposer,
+    sessions: Sessions,
 }
 
 impl MetaService {
-    /// Must be called inside a tokio runtime: it starts the batcher task.
-    pub fn new(raft: Raft, sm: SmHandle, cluster_id: u64) -> MetaService {
-        let batcher = spawn_batcher(raft.clone());
+    pub fn new(
+        raft: Raft,
+        sm: SmHandle,
+        cluster_id: u64,
+        proposer: Proposer,
+        sessions: Sessions,
+    ) -> MetaService {
         MetaService {
             raft,
             cluster_id,
             sm,
-            batcher,
+            proposer,
+            sessions,
         }
     }
 
@@ -64,14 +53,8 @@ impl MetaService {
         }
     }
 
-    /// Queues commands for the batcher and waits for their results.
     async fn submit(&self, cmds: Vec<Cmd>) -> Proposed {
-        let (reply, rx) = oneshot::channel();
-        self.batcher
-            .try_send(Pending { cmds, reply })
-            .map_err(|_| Status::unavailable("too many proposals queued on this member; retry"))?;
-        rx.await
-            .map_err(|_| Status::unavailable("the proposal was dropped (member shutting down?)"))?
+        self.proposer.submit(cmds).await
     }
 
     /// Proposes one client command and turns its result into a response.
@@ -99,76 +82,6 @@ impl MetaService {
     }
 }
 
-/// Group commit at the Raft level: openraft 0.9 waits for each entry's
-/// fsync before taking the next, so proposals that arrive together are
-/// packed into one entry (one fsync per member for all of them).
-/// `apply_batch` validates each command against the state the previous ones
-/// left, so this is the same as proposing them one after another.
-fn spawn_batcher(raft: Raft) -> mpsc::Sender<Pending> {
-    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED_PROPOSALS);
-    tokio::spawn(async move {
-        let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
-        while let Some(first) = rx.recv().await {
-            let mut n = first.cmds.len();
-            let mut batch = vec![first];
-            while n < MAX_CMDS_PER_ENTRY {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        n += p.cmds.len();
-                        batch.push(p);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                return; // the semaphore is never closed
-            };
-            let raft = raft.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                propose_batch(&raft, batch).await;
-            });
-        }
-    });
-    tx
-}
-
-async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
-    let counts: Vec<usize> = batch.iter().map(|p| p.cmds.len()).collect();
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut cmds = Vec::with_capacity(counts.iter().sum());
-    for p in batch {
-        cmds.extend(p.cmds);
-        replies.push(p.reply);
-    }
-    let req = types::Request {
-        leader_time_ms: now_ms(),
-        cmds,
-    };
-    match raft.client_write(req).await {
-        Ok(resp) => {
-            let index = resp.log_id.index;
-            let mut results = resp.data.results.into_iter();
-            for (reply, n) in replies.into_iter().zip(counts) {
-                let mine: Vec<_> = results.by_ref().take(n).collect();
-                let _ = reply.send(Ok((mine, index)));
-            }
-        }
-        Err(e) => {
-            let status = |e: &RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
-                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
-                e => Status::unavailable(format!("proposal failed: {e}")),
-            };
-            if !matches!(e, RaftError::APIError(ClientWriteError::ForwardToLeader(_))) {
-                tracing::warn!(error = %e, "proposal failed");
-            }
-            for reply in replies {
-                let _ = reply.send(Err(status(&e)));
-            }
-        }
-    }
-}
-
 /// The gRPC status for a command the state machine rejected; the message is
 /// the state machine's reason.
 pub fn cmd_status(e: &CmdError) -> Status {
@@ -190,6 +103,15 @@ pub fn cmd_status(e: &CmdError) -> Status {
         | CmdError::InvalidFeatureName(_) => Status::invalid_argument(msg),
         _ => Status::failed_precondition(msg),
     }
+}
+
+/// Commands only the leader's own runners may propose: a client that could
+/// would expire a healthy chunk or switch on a behaviour some member lacks.
+fn leader_only(c: &Cmd) -> bool {
+    matches!(
+        c,
+        Cmd::ExpireSession { .. } | Cmd::SessionCheckpoint { .. } | Cmd::ActivateFeature { .. }
+    )
 }
 
 fn topo_kind(k: i32) -> Result<TopoKind, Status> {
@@ -214,26 +136,6 @@ fn chunk_state(k: i32) -> Result<ChunkState, Status> {
     }
 }
 
-/// UNAVAILABLE with the leader's address (if known) for the client to follow.
-fn not_leader(f: &ForwardToLeader<NodeId, BasicNode>) -> Status {
-    let mut status = Status::unavailable(match (&f.leader_id, &f.leader_node) {
-        (Some(id), Some(n)) => format!("not the leader; the leader is node {id} at {}", n.addr),
-        _ => "not the leader, and no leader is known yet (election in progress?)".to_string(),
-    });
-    if let Some(addr) = f.leader_node.as_ref().and_then(|n| n.addr.parse().ok()) {
-        status.metadata_mut().insert(LEADER_KEY, addr);
-    }
-    status
-}
-
-/// Wall-clock milliseconds, stamped by the leader into each entry.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[tonic::async_trait]
 impl pb::meta_server::Meta for MetaService {
     async fn propose(
@@ -242,6 +144,11 @@ impl pb::meta_server::Meta for MetaService {
     ) -> Result<Response<pb::ProposeResponse>, Status> {
         let cmds: Vec<Cmd> = types::decode(&request.get_ref().cmds)
             .map_err(|e| Status::invalid_argument(format!("cannot decode commands: {e}")))?;
+        if let Some(c) = cmds.iter().find(|c| leader_only(c)) {
+            return Err(Status::permission_denied(format!(
+                "{c:?} is decided by the leader alone (session tracker, upgrade gate) and cannot be proposed by a client"
+            )));
+        }
         if cmds.is_empty() || cmds.len() > MAX_CMDS_PER_PROPOSAL {
             return Err(Status::invalid_argument(format!(
                 "a proposal carries 1..={MAX_CMDS_PER_PROPOSAL} commands, not {}",
@@ -439,6 +346,43 @@ impl pb::meta_server::Meta for MetaService {
             })),
             Err(e) => Err(admin_error(e)),
         }
+    }
+
+    async fn list_sessions(
+        &self,
+        _request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        // Only the leader knows when it last heard from each chunk.
+        self.linearizable().await?;
+        let wall = now_ms();
+        let d = self.sm.read();
+        let rows = self.sessions.with_tracker(|t, now| {
+            t.view(now)
+                .into_iter()
+                .map(|v| pb::SessionRow {
+                    cid: v.cid,
+                    session_id: v.session_id,
+                    lease_ms: v.lease_ms,
+                    age_ms: d
+                        .state
+                        .session(v.cid)
+                        .filter(|s| s.session_id == v.session_id)
+                        .map_or(0, |s| wall.saturating_sub(s.opened_at_ms)),
+                    silent_ms: v.silent_ms,
+                    expiring: v.expiring,
+                })
+                .collect::<Vec<_>>()
+        });
+        let (Some(sessions), Some(since)) = (rows, self.sessions.tracking_since()) else {
+            return Err(Status::unavailable(
+                "the leader is starting its session tracker; retry",
+            ));
+        };
+        Ok(Response::new(pb::ListSessionsResponse {
+            leader_id: self.raft.metrics().borrow().id,
+            tracking_ms: self.sessions.now().saturating_sub(since),
+            sessions,
+        }))
     }
 
     async fn add_topo(

@@ -12,10 +12,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
+use crate::chunk_service::ChunkService;
 use crate::client::MetaClient;
 use crate::meta_service::MetaService;
 use crate::network::Network;
+use crate::propose::Proposer;
 use crate::raft_service::RaftService;
+use crate::sessions::Sessions;
 use crate::store::log::{Identity, LogStore};
 use crate::store::sm::{SmHandle, StateMachineStore};
 use crate::types::{NodeId, Raft};
@@ -121,7 +124,10 @@ pub struct Node {
     pub raft: Raft,
     pub sm: SmHandle,
     pub addr: SocketAddr,
+    /// The session tracker, live while this member is leader.
+    pub sessions: Sessions,
     shutdown: watch::Sender<bool>,
+    runner: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -220,11 +226,31 @@ impl Node {
             .set_serving::<crate::types::pb::meta_server::MetaServer<MetaService>>()
             .await;
         let (shutdown, mut stop) = watch::channel(false);
+        let proposer = Proposer::new(raft.clone());
+        let sessions = Sessions::default();
+        let runner = crate::sessions::spawn_runner(
+            raft.clone(),
+            sm_handle.clone(),
+            proposer.clone(),
+            sessions.clone(),
+            shutdown.subscribe(),
+        );
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(RaftService::new(raft.clone(), cluster_id).into_server())
             .add_service(
-                MetaService::new(raft.clone(), sm_handle.clone(), cluster_id).into_server(),
+                MetaService::new(
+                    raft.clone(),
+                    sm_handle.clone(),
+                    cluster_id,
+                    proposer.clone(),
+                    sessions.clone(),
+                )
+                .into_server(),
+            )
+            .add_service(
+                ChunkService::new(raft.clone(), sm_handle.clone(), proposer, sessions.clone())
+                    .into_server(),
             );
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
@@ -285,8 +311,10 @@ impl Node {
             raft,
             sm: sm_handle,
             addr,
+            sessions,
             shutdown,
             server,
+            runner,
         })
     }
 
@@ -294,6 +322,7 @@ impl Node {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        let _ = self.runner.await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

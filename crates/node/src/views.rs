@@ -35,6 +35,7 @@ pub fn read(state: &State, what: &str) -> Result<Value, String> {
                         "brick": c.brick, "zone": state.zone_of(c.cid),
                         "state": format!("{:?}", c.state).to_lowercase(), "failslow": c.failslow,
                         "session": state.session(c.cid).map(|s| s.session_id),
+                        "alive": if state.has_session(c.cid) { "alive" } else { "expired" },
                         "load_pct": pct(load), "load_mode": mode(state, load),
                         "version": c.version, "capabilities": c.capabilities, "space": c.space,
                     })

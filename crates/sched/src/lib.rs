@@ -7,8 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod placement;
+pub mod sessions;
 
 pub use placement::{
     place, place_volume, Chosen, Filter, PlaceError, PlaceRequest, Placement, Reason, Rejection,
     View,
+};
+pub use sessions::{
+    keepalive_interval_ms, KeepAliveError, SessionTracker, SessionView, TrackerConfig,
 };

@@ -5,8 +5,8 @@
 //! anything (placement, schedules, lease lengths): those are decided by the
 //! leader and arrive inside the command.
 
-use crate::chunk::{Chunk, ChunkSpaceInfo, ChunkState, Session};
-use crate::cmd::{Cmd, CreateVolume, EntryMeta, Reply, UpdateExtent};
+use crate::chunk::{Chunk, ChunkSpaceInfo, ChunkState, Session, MAX_SILENT_MS};
+use crate::cmd::{Cmd, CreateVolume, EntryMeta, Reply, SilentSession, UpdateExtent};
 use crate::config::{ConfigError, MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::error::{CmdError, LocError};
 use crate::state::State;
@@ -92,6 +92,7 @@ impl State {
             Cmd::UpdateExtent(u) => self.update_extent(u),
             Cmd::SetConfig { key, value } => self.set_config(key, value),
             Cmd::ActivateFeature { name } => self.activate_feature(name),
+            Cmd::SessionCheckpoint { silent } => self.session_checkpoint(silent),
         }
     }
 
@@ -388,6 +389,7 @@ impl State {
                 cid,
                 opened_at_ms: now_ms,
                 lease_ms,
+                silent_ms: 0,
             })
             .map(|old| old.session_id);
         self.next_session_id = next_session_id;
@@ -417,6 +419,42 @@ impl State {
             *slot = None;
         }
         self.detach_chunk(cid, true);
+        Ok(Reply::Done)
+    }
+
+    /// Replaces the recorded silence of every live session: listed ones get
+    /// theirs, the others become fresh. An entry naming a session that is no
+    /// longer live (closed or replaced after the leader looked) is skipped:
+    /// it says nothing about the session that is live now.
+    fn session_checkpoint(&mut self, silent: &[SilentSession]) -> Result<Reply, CmdError> {
+        if silent.len() > self.chunks.len() {
+            return Err(CmdError::InvalidCheckpoint(format!(
+                "{} silent sessions for {} chunks",
+                silent.len(),
+                self.chunks.len()
+            )));
+        }
+        let mut listed = std::collections::BTreeMap::new();
+        for s in silent {
+            if s.silent_ms > MAX_SILENT_MS {
+                return Err(CmdError::InvalidCheckpoint(format!(
+                    "chunk {} silent for {} ms, more than {MAX_SILENT_MS}",
+                    s.cid, s.silent_ms
+                )));
+            }
+            if listed.insert(s.cid, (s.session_id, s.silent_ms)).is_some() {
+                return Err(CmdError::InvalidCheckpoint(format!(
+                    "chunk {} listed twice",
+                    s.cid
+                )));
+            }
+        }
+        for session in self.sessions.iter_mut().flatten() {
+            session.silent_ms = match listed.get(&session.cid) {
+                Some(&(id, ms)) if id == session.session_id => ms,
+                _ => 0,
+            };
+        }
         Ok(Reply::Done)
     }
 

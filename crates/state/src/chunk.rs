@@ -85,6 +85,10 @@ impl Chunk {
     }
 }
 
+/// Longest silence a freshness checkpoint may record (a day): a session is
+/// expired long before, by any leader that stays in office for a lease.
+pub const MAX_SILENT_MS: u64 = 24 * 3_600_000;
+
 /// A chunk's liveness lease. At most one per cid.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Session {
@@ -93,4 +97,7 @@ pub struct Session {
     /// Leader-stamped time of the entry that opened it.
     pub opened_at_ms: u64,
     pub lease_ms: u64,
+    /// How long the leader had not heard from this session as of the last
+    /// freshness checkpoint (0: fresh, or never listed).
+    pub silent_ms: u64,
 }

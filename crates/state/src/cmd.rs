@@ -107,6 +107,21 @@ pub enum Cmd {
     ActivateFeature {
         name: String,
     },
+    /// The leader's freshness checkpoint: the live sessions it has not heard
+    /// from for a while, with how long. Every live session not listed is
+    /// fresh. A new leader gives full grace only to fresh sessions, so a dead
+    /// chunk still expires while the leader keeps changing (docs/sessions.md).
+    SessionCheckpoint {
+        silent: Vec<SilentSession>,
+    },
+}
+
+/// A session the leader has not heard from for `silent_ms`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SilentSession {
+    pub cid: Cid,
+    pub session_id: SessionId,
+    pub silent_ms: u64,
 }
 
 /// A volume with every extent's location already chosen by the leader.

@@ -90,6 +90,8 @@ pub enum CmdError {
     InvalidFeatureName(String),
     #[error("feature {0} is already active")]
     FeatureAlreadyActive(String),
+    #[error("invalid session checkpoint: {0}")]
+    InvalidCheckpoint(String),
 }
 
 /// What is wrong with a proposed `loc` / `alive_loc` / `lease_owner`.

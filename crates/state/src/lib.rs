@@ -22,8 +22,8 @@ mod state;
 mod topology;
 mod volume;
 
-pub use chunk::{Chunk, ChunkSpaceInfo, ChunkState, Session};
-pub use cmd::{Cmd, CreateVolume, EntryMeta, Reply, UpdateExtent};
+pub use chunk::{Chunk, ChunkSpaceInfo, ChunkState, Session, MAX_SILENT_MS};
+pub use cmd::{Cmd, CreateVolume, EntryMeta, Reply, SilentSession, UpdateExtent};
 pub use config::{ClusterConfig, ConfigError, Provisioning, BP_PER_UNIT};
 pub use error::{CmdError, LocError};
 pub use load::{LoadMode, LoadRatio};

@@ -151,6 +151,16 @@ fn samples() -> Vec<(Cmd, &'static str)> {
             },
             "11086c656173655f3773",
         ),
+        (
+            Cmd::SessionCheckpoint {
+                silent: vec![cairn_state::SilentSession {
+                    cid: 3,
+                    session_id: 9,
+                    silent_ms: 7000,
+                }],
+            },
+            "12010309fb581b",
+        ),
     ]
 }
 

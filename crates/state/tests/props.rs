@@ -56,6 +56,7 @@ enum Op {
     UpdateExtent { extent: u16, generation: u8, loc: u8, alive: u8, owner: u8, arg: u8 },
     SetConfig { which: u8 },
     ActivateFeature { name: u8 },
+    Checkpoint { chunk: u8, session: u8, silent: u16 },
 }
 
 /// How the log entry carrying an op is stamped.
@@ -150,6 +151,8 @@ fn any_op() -> impl Strategy<Value = Op> {
             .prop_map(|(extent, generation, loc, alive, owner, arg)| Op::UpdateExtent { extent, generation, loc, alive, owner, arg }),
         1 => any::<u8>().prop_map(|which| Op::SetConfig { which }),
         1 => any::<u8>().prop_map(|name| Op::ActivateFeature { name }),
+        2 => (any::<u8>(), any::<u8>(), any::<u16>())
+            .prop_map(|(chunk, session, silent)| Op::Checkpoint { chunk, session, silent }),
     ]
 }
 
@@ -533,6 +536,34 @@ fn resolve(state: &State, op: &Op) -> Cmd {
                 n => format!("feature_{}", n % 6), // repeats: already active
             },
         },
+        Op::Checkpoint {
+            chunk,
+            session,
+            silent,
+        } => {
+            // Up to two sessions: live ones, older ids, an occasional
+            // duplicate cid, and silences that reach past the limit.
+            let cids = v.session_cids();
+            let mut list = vec![];
+            for k in 0..(chunk % 3) {
+                let cid = v.chunk_from(&cids, chunk.wrapping_add(k * (1 + session % 2)));
+                let live = state.session(cid).map_or(0, |s| s.session_id);
+                list.push(cairn_state::SilentSession {
+                    cid,
+                    session_id: if session % 5 == 0 {
+                        live.saturating_sub(1)
+                    } else {
+                        live
+                    },
+                    silent_ms: if silent == u16::MAX {
+                        cairn_state::MAX_SILENT_MS + 1
+                    } else {
+                        u64::from(silent) * 10
+                    },
+                });
+            }
+            Cmd::SessionCheckpoint { silent: list }
+        }
     }
 }
 
@@ -790,6 +821,7 @@ fn variant(cmd: &Cmd) -> &'static str {
         Cmd::UpdateExtent(_) => "UpdateExtent",
         Cmd::SetConfig { .. } => "SetConfig",
         Cmd::ActivateFeature { .. } => "ActivateFeature",
+        Cmd::SessionCheckpoint { .. } => "SessionCheckpoint",
     }
 }
 
@@ -812,6 +844,7 @@ const ALL_VARIANTS: &[&str] = &[
     "UpdateExtent",
     "SetConfig",
     "ActivateFeature",
+    "SessionCheckpoint",
 ];
 
 /// An extent's replication state, as the generation rule sees it.

@@ -7,8 +7,8 @@
 use cairn_state::{
     Chunk, ChunkSpaceInfo, ChunkState, Cid, ClusterConfig, Cmd, CmdError, ConfigError,
     CreateVolume, Distance, EntryMeta, LoadMode, LoadRatio, LocError, Pid, Provisioning, Reply,
-    SessionId, SnapshotError, State, TopoId, TopoKind, UpdateExtent, VolumeId, EXTENT_SIZE_BYTES,
-    ROOT_ID, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+    SessionId, SilentSession, SnapshotError, State, TopoId, TopoKind, UpdateExtent, VolumeId,
+    EXTENT_SIZE_BYTES, ROOT_ID, SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
 };
 
 // ---- fixture -----------------------------------------------------------------
@@ -2184,4 +2184,70 @@ fn a_batch_applies_each_command_against_the_state_the_previous_ones_left() {
         .iter()
         .all(|r| matches!(r, Err(CmdError::StaleEntry { .. }))));
     assert_eq!(s.digest(), before);
+}
+
+// ---- freshness checkpoint ------------------------------------------------------
+
+#[test]
+fn a_session_checkpoint_records_silence_of_listed_live_sessions_and_clears_the_rest() {
+    // given three chunks with sessions, chunk 1 recorded as silent before,
+    let mut c = Cluster::new();
+    c.chunks(3);
+    let (s1, s2, s3) = (c.open(1), c.open(2), c.open(3));
+    let silent = |cid, session_id, silent_ms| SilentSession {
+        cid,
+        session_id,
+        silent_ms,
+    };
+    c.ok(Cmd::SessionCheckpoint {
+        silent: vec![silent(1, s1, 4_000)],
+    });
+    let silence = |c: &Cluster| -> Vec<u64> { c.state.sessions().map(|s| s.silent_ms).collect() };
+    assert_eq!(silence(&c), [4_000, 0, 0]);
+
+    // when the next checkpoint lists chunk 2 and an old session of chunk 3,
+    c.ok(Cmd::SessionCheckpoint {
+        silent: vec![silent(2, s2, 9_000), silent(3, s3 - 1, 9_000)],
+    });
+
+    // then chunk 2 has its silence, chunk 1 is fresh again (not listed), and
+    // chunk 3's live session is not touched by an entry about another one.
+    assert_eq!(silence(&c), [0, 9_000, 0]);
+
+    // and a session that reopens starts fresh.
+    c.ok(Cmd::SessionCheckpoint {
+        silent: vec![silent(3, s3, 5_000)],
+    });
+    c.open(3);
+    assert_eq!(silence(&c), [0, 0, 0]);
+}
+
+#[test]
+fn a_malformed_session_checkpoint_is_rejected_and_changes_nothing() {
+    let mut c = Cluster::new();
+    c.chunks(2);
+    let s1 = c.open(1);
+    let silent = |cid, silent_ms| SilentSession {
+        cid,
+        session_id: s1,
+        silent_ms,
+    };
+    assert!(matches!(
+        c.rejected(Cmd::SessionCheckpoint {
+            silent: vec![silent(1, 10), silent(1, 20)],
+        }),
+        CmdError::InvalidCheckpoint(m) if m.contains("twice")
+    ));
+    assert!(matches!(
+        c.rejected(Cmd::SessionCheckpoint {
+            silent: vec![silent(1, cairn_state::MAX_SILENT_MS + 1)],
+        }),
+        CmdError::InvalidCheckpoint(_)
+    ));
+    assert!(matches!(
+        c.rejected(Cmd::SessionCheckpoint {
+            silent: vec![silent(1, 1), silent(2, 1), silent(3, 1)],
+        }),
+        CmdError::InvalidCheckpoint(_)
+    ));
 }

@@ -1,0 +1,210 @@
+//! The chunk-facing `Chunk` gRPC service: register and keep alive.
+//!
+//! Only the leader serves sessions. Register is a Raft write (it opens a
+//! session); KeepAlive is answered from the leader's tracker in memory.
+
+use cairn_sched::keepalive_interval_ms;
+use cairn_state::{ChunkSpaceInfo, ChunkState, Cmd, Reply};
+use openraft::error::ForwardToLeader;
+use tonic::{Request, Response, Status};
+
+use crate::meta_service::cmd_status;
+use crate::propose::{not_leader, Proposer};
+use crate::sessions::Sessions;
+use crate::store::sm::SmHandle;
+use crate::types::{pb, Raft};
+
+pub struct ChunkService {
+    raft: Raft,
+    sm: SmHandle,
+    proposer: Proposer,
+    sessions: Sessions,
+}
+
+impl ChunkService {
+    pub fn new(raft: Raft, sm: SmHandle, proposer: Proposer, sessions: Sessions) -> ChunkService {
+        ChunkService {
+            raft,
+            sm,
+            proposer,
+            sessions,
+        }
+    }
+
+    pub fn into_server(self) -> pb::chunk_server::ChunkServer<ChunkService> {
+        pb::chunk_server::ChunkServer::new(self)
+    }
+
+    /// Why this member cannot serve sessions right now: the leader's address
+    /// for the chunk to follow, or "retry" while a new leader gets ready.
+    fn not_serving(&self) -> Status {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(m.id) {
+            return Status::unavailable("the leader is starting its session tracker; retry");
+        }
+        let leader_node = m
+            .current_leader
+            .and_then(|id| m.membership_config.membership().get_node(&id).cloned());
+        not_leader(&ForwardToLeader {
+            leader_id: m.current_leader,
+            leader_node,
+        })
+    }
+}
+
+pub fn space_from_pb(s: &pb::SpaceInfo) -> ChunkSpaceInfo {
+    ChunkSpaceInfo {
+        valid_data_space: s.valid_data_space,
+        used_data_space: s.used_data_space,
+        provisioned_data_space: s.provisioned_data_space,
+        allocated_data_space: s.allocated_data_space,
+        total_data_capacity: s.total_data_capacity,
+        failure_data_space: s.failure_data_space,
+        valid_cache_space: s.valid_cache_space,
+        used_cache_space: s.used_cache_space,
+        dirty_cache_space: s.dirty_cache_space,
+        failure_cache_space: s.failure_cache_space,
+        total_cache_capacity: s.total_cache_capacity,
+        temporary_replica_space: s.temporary_replica_space,
+        num_rx_pids: s.num_rx_pids,
+        num_tx_pids: s.num_tx_pids,
+        num_reserved_pids: s.num_reserved_pids,
+    }
+}
+
+pub fn space_to_pb(s: &ChunkSpaceInfo) -> pb::SpaceInfo {
+    pb::SpaceInfo {
+        valid_data_space: s.valid_data_space,
+        used_data_space: s.used_data_space,
+        provisioned_data_space: s.provisioned_data_space,
+        allocated_data_space: s.allocated_data_space,
+        total_data_capacity: s.total_data_capacity,
+        failure_data_space: s.failure_data_space,
+        valid_cache_space: s.valid_cache_space,
+        used_cache_space: s.used_cache_space,
+        dirty_cache_space: s.dirty_cache_space,
+        failure_cache_space: s.failure_cache_space,
+        total_cache_capacity: s.total_cache_capacity,
+        temporary_replica_space: s.temporary_replica_space,
+        num_rx_pids: s.num_rx_pids,
+        num_tx_pids: s.num_tx_pids,
+        num_reserved_pids: s.num_reserved_pids,
+    }
+}
+
+fn checked_space(s: Option<&pb::SpaceInfo>) -> Result<Option<ChunkSpaceInfo>, Status> {
+    let Some(s) = s else { return Ok(None) };
+    let space = space_from_pb(s);
+    space
+        .validate()
+        .map_err(|e| Status::invalid_argument(format!("invalid space report: {e}")))?;
+    Ok(Some(space))
+}
+
+#[tonic::async_trait]
+impl pb::chunk_server::Chunk for ChunkService {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = request.into_inner();
+        if self.sessions.tracking_since().is_none() {
+            return Err(self.not_serving());
+        }
+        if r.data_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "data_addr {:?} is not host:port",
+                r.data_addr
+            )));
+        }
+        let space = checked_space(r.space.as_ref())?;
+        let lease_ms = self.sm.read().state.config().lease_ms;
+        let cid = if r.cid == 0 {
+            let cmd = Cmd::RegisterChunk {
+                hostname: r.hostname,
+                data_addr: r.data_addr,
+                brick: r.brick,
+                version: r.version,
+                capabilities: r.capabilities,
+            };
+            let (mut results, _) = self.proposer.submit(vec![cmd]).await?;
+            match results.pop() {
+                Some(Ok(Reply::Cid(cid))) => cid,
+                Some(Err(e)) => return Err(cmd_status(&e)),
+                other => return Err(Status::internal(format!("unexpected result {other:?}"))),
+            }
+        } else {
+            match self.sm.read().state.chunk(r.cid).map(|c| c.state) {
+                None => {
+                    return Err(Status::not_found(format!(
+                    "chunk {} is not known to this cluster; register with cid 0 to get a new one",
+                    r.cid
+                )))
+                }
+                Some(ChunkState::Removed) => {
+                    return Err(Status::failed_precondition(format!(
+                        "chunk {} was removed; its cid is never reused: register with cid 0",
+                        r.cid
+                    )))
+                }
+                Some(_) => r.cid,
+            }
+        };
+        // Space and session in one entry; a live session of this cid is
+        // closed by the same apply.
+        let mut cmds = vec![];
+        if let Some(space) = space {
+            cmds.push(Cmd::ReportSpace { cid, space });
+        }
+        cmds.push(Cmd::OpenSession { cid, lease_ms });
+        let (mut results, index) = self.proposer.submit(cmds).await?;
+        let session_id = match results.pop() {
+            Some(Ok(Reply::Session {
+                session_id,
+                replaced,
+            })) => {
+                tracing::info!(cid, session_id, ?replaced, index, "session opened");
+                session_id
+            }
+            Some(Err(e)) => return Err(cmd_status(&e)),
+            other => return Err(Status::internal(format!("unexpected result {other:?}"))),
+        };
+        // The tracker learns of the session now, not at its next tick, so the
+        // chunk's first keepalive finds it.
+        {
+            let d = self.sm.read();
+            self.sessions
+                .with_tracker(|t, now| t.sync(now, d.state.sessions()));
+        }
+        Ok(Response::new(pb::RegisterResponse {
+            cid,
+            session_id,
+            lease_ms,
+            keepalive_ms: keepalive_interval_ms(lease_ms),
+        }))
+    }
+
+    async fn keep_alive(
+        &self,
+        request: Request<pb::KeepAliveRequest>,
+    ) -> Result<Response<pb::KeepAliveResponse>, Status> {
+        let r = request.into_inner();
+        let space = checked_space(r.space.as_ref())?;
+        let renewed = self.sessions.with_tracker(|t, now| {
+            let lease_ms = t.keepalive(now, r.cid, r.session_id)?;
+            if let Some(space) = space {
+                t.report_space(r.cid, r.session_id, space);
+            }
+            Ok::<_, cairn_sched::KeepAliveError>(lease_ms)
+        });
+        match renewed {
+            None => Err(self.not_serving()),
+            Some(Err(e)) => Err(Status::not_found(e.to_string())),
+            Some(Ok(lease_ms)) => Ok(Response::new(pb::KeepAliveResponse {
+                lease_ms,
+                keepalive_ms: keepalive_interval_ms(lease_ms),
+                commands: vec![],
+            })),
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! A fleet of simulated chunks in one process: each has its own session
+//! loop (register, keep alive, follow the leader across failovers), space
+//! figures, disk bandwidth and failslow flag. Used by `cairn fleet`,
+//! `cairn dev`, the benchmarks and the end-to-end tests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_state::{ChunkSpaceInfo, TopoKind};
+use tokio::sync::{watch, Notify};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::chunk_service::space_to_pb;
+use crate::client::{ClientError, MetaClient};
+use crate::meta_service::LEADER_KEY;
+use crate::types::pb;
+
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    pub endpoints: Vec<String>,
+    pub chunks: usize,
+    /// Zones to spread the chunks over (0: leave them unracked).
+    pub zones: usize,
+    /// Racks per zone, one brick each.
+    pub racks: usize,
+    pub version: String,
+    pub capabilities: Vec<String>,
+    /// Data capacity of each chunk.
+    pub capacity_bytes: u64,
+    /// Simulated disk bandwidth of each chunk (for the schedulers' commands).
+    pub bandwidth_mb_s: u64,
+    /// Where the fleet remembers the cids it was given, so a restarted fleet
+    /// comes back as the same chunks (None: new chunks every time).
+    pub state_file: Option<PathBuf>,
+    /// Prefix of the simulated hostnames.
+    pub host_prefix: String,
+}
+
+impl FleetConfig {
+    pub fn new(endpoints: Vec<String>, chunks: usize) -> FleetConfig {
+        FleetConfig {
+            endpoints,
+            chunks,
+            zones: 1,
+            racks: 2,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: vec![],
+            capacity_bytes: 4 << 40,
+            bandwidth_mb_s: 200,
+            state_file: None,
+            host_prefix: "sim".into(),
+        }
+    }
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum FleetError {
+    #[error("cannot set up the topology: {0}")]
+    Topology(String),
+    #[error("fleet state file {path}: {reason}")]
+    StateFile { path: PathBuf, reason: String },
+    #[error("cannot serve the fleet control on {addr}: {reason}")]
+    Control { addr: SocketAddr, reason: String },
+}
+
+/// One simulated chunk.
+pub struct SimChunk {
+    pub index: usize,
+    pub hostname: String,
+    pub data_addr: String,
+    pub brick: Option<u64>,
+    pub bandwidth_mb_s: u64,
+    pub failslow: AtomicBool,
+    cid: AtomicU32,
+    session_id: AtomicU64,
+    running: watch::Sender<bool>,
+    registrations: AtomicU64,
+    keepalives: AtomicU64,
+    space: Mutex<ChunkSpaceInfo>,
+}
+
+impl SimChunk {
+    pub fn cid(&self) -> u32 {
+        self.cid.load(Ordering::Relaxed)
+    }
+    pub fn session_id(&self) -> u64 {
+        self.session_id.load(Ordering::Relaxed)
+    }
+    pub fn running(&self) -> bool {
+        *self.running.borrow()
+    }
+    /// Goes silent, as if crashed or hung.
+    fn stop(&self) {
+        self.running.send_replace(false);
+    }
+
+    /// Comes back as a restarted chunk: its old session is gone from its
+    /// memory, so it registers again with its cid.
+    fn start(&self) {
+        self.session_id.store(0, Ordering::Relaxed);
+        self.running.send_replace(true);
+    }
+
+    fn row(&self) -> pb::FleetChunk {
+        pb::FleetChunk {
+            cid: self.cid(),
+            hostname: self.hostname.clone(),
+            running: self.running(),
+            session_id: self.session_id(),
+            registrations: self.registrations.load(Ordering::Relaxed),
+            keepalives: self.keepalives.load(Ordering::Relaxed),
+            brick: self.brick.unwrap_or(0),
+        }
+    }
+}
+
+/// A running fleet. Dropping it stops every chunk loop.
+pub struct Fleet {
+    chunks: Vec<Arc<SimChunk>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    control: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    stop: Arc<Notify>,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop.notify_waiters();
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some((_, t)) = &self.control {
+            t.abort();
+        }
+    }
+}
+
+impl Fleet {
+    /// Builds the topology (zones > racks > one brick per rack, found or
+    /// created by name), then starts every chunk's session loop.
+    pub async fn start(cfg: FleetConfig) -> Result<Fleet, FleetError> {
+        let client = MetaClient::new(cfg.endpoints.clone())
+            .map_err(|e| FleetError::Topology(e.to_string()))?;
+        let bricks = if cfg.zones == 0 {
+            vec![]
+        } else {
+            topology(&client, cfg.zones, cfg.racks.max(1)).await?
+        };
+        let known = load_state(&cfg)?;
+        let chunks: Vec<Arc<SimChunk>> = (0..cfg.chunks)
+            .map(|i| {
+                let (running, _) = watch::channel(true);
+                Arc::new(SimChunk {
+                    index: i,
+                    hostname: format!("{}-{i}", cfg.host_prefix),
+                    data_addr: format!("127.0.0.1:{}", 20_000 + i),
+                    brick: (!bricks.is_empty()).then(|| bricks[i % bricks.len()]),
+                    bandwidth_mb_s: cfg.bandwidth_mb_s,
+                    failslow: AtomicBool::new(false),
+                    cid: AtomicU32::new(known.get(i).copied().unwrap_or(0)),
+                    session_id: AtomicU64::new(0),
+                    running,
+                    registrations: AtomicU64::new(0),
+                    keepalives: AtomicU64::new(0),
+                    space: Mutex::new(ChunkSpaceInfo {
+                        valid_data_space: cfg.capacity_bytes,
+                        total_data_capacity: cfg.capacity_bytes,
+                        ..Default::default()
+                    }),
+                })
+            })
+            .collect();
+        let stop = Arc::new(Notify::new());
+        let state = Arc::new(StateWriter {
+            cfg: cfg.clone(),
+            chunks: chunks.clone(),
+            lock: Mutex::new(()),
+        });
+        let tasks = chunks
+            .iter()
+            .map(|c| {
+                let conn = Conn::new(cfg.endpoints.clone());
+                let (c, cfg, state) = (c.clone(), cfg.clone(), state.clone());
+                tokio::spawn(async move { chunk_loop(c, conn, cfg, state).await })
+            })
+            .collect();
+        Ok(Fleet {
+            chunks,
+            tasks,
+            control: None,
+            stop,
+        })
+    }
+
+    pub fn chunks(&self) -> &[Arc<SimChunk>] {
+        &self.chunks
+    }
+
+    fn by_cid(&self, cid: u32) -> Option<&Arc<SimChunk>> {
+        self.chunks.iter().find(|c| c.cid() == cid && cid != 0)
+    }
+
+    /// Stops chunk `cid` (it goes silent, as if it crashed). False: unknown.
+    pub fn stop_chunk(&self, cid: u32) -> bool {
+        self.by_cid(cid).map(|c| c.stop()).is_some()
+    }
+
+    /// Starts chunk `cid` again: it registers anew (a restart).
+    pub fn start_chunk(&self, cid: u32) -> bool {
+        self.by_cid(cid).map(|c| c.start()).is_some()
+    }
+
+    /// Waits until every running chunk has a session.
+    pub async fn wait_registered(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self
+                .chunks
+                .iter()
+                .all(|c| !c.running() || c.session_id() != 0)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Serves the control service on `addr` (127.0.0.1 only); returns the
+    /// bound address.
+    pub async fn serve_control(
+        self: &mut Fleet,
+        addr: SocketAddr,
+    ) -> Result<SocketAddr, FleetError> {
+        let err = |reason: String| FleetError::Control { addr, reason };
+        if !addr.ip().is_loopback() {
+            return Err(err("the fleet control listens on loopback only".into()));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let bound = listener.local_addr().map_err(|e| err(e.to_string()))?;
+        let svc = Control {
+            chunks: self.chunks.clone(),
+        };
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let task = tokio::spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .add_service(pb::fleet_server::FleetServer::new(svc))
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "fleet control stopped");
+            }
+        });
+        self.control = Some((bound, task));
+        Ok(bound)
+    }
+}
+
+/// Finds or creates zones `z1..`, racks `z1-r1..` and one brick per rack
+/// `z1-r1-b1`; returns the brick ids.
+async fn topology(client: &MetaClient, zones: usize, racks: usize) -> Result<Vec<u64>, FleetError> {
+    let terr = |e: ClientError| FleetError::Topology(e.to_string());
+    let existing = client.read("topology", false).await.map_err(terr)?;
+    let mut by_name: HashMap<(String, String), u64> = HashMap::new();
+    for n in existing.as_array().into_iter().flatten() {
+        if let (Some(kind), Some(name), Some(id)) =
+            (n["kind"].as_str(), n["name"].as_str(), n["id"].as_u64())
+        {
+            by_name.insert((kind.to_string(), name.to_string()), id);
+        }
+    }
+    let mut ensure = async |kind: TopoKind, name: String, parent: u64| -> Result<u64, FleetError> {
+        let key = (format!("{kind:?}").to_lowercase(), name.clone());
+        if let Some(id) = by_name.get(&key) {
+            return Ok(*id);
+        }
+        let kind_pb = match kind {
+            TopoKind::Zone => pb::TopoKind::Zone,
+            TopoKind::Rack => pb::TopoKind::Rack,
+            _ => pb::TopoKind::Brick,
+        };
+        let r = client
+            .add_topo(pb::AddTopoRequest {
+                kind: kind_pb as i32,
+                parent,
+                name,
+            })
+            .await
+            .map_err(terr)?;
+        by_name.insert(key, r.topo_id);
+        Ok(r.topo_id)
+    };
+    let mut bricks = vec![];
+    for z in 1..=zones {
+        let zone = ensure(TopoKind::Zone, format!("z{z}"), cairn_state::ROOT_ID).await?;
+        for r in 1..=racks {
+            let rack = ensure(TopoKind::Rack, format!("z{z}-r{r}"), zone).await?;
+            bricks.push(ensure(TopoKind::Brick, format!("z{z}-r{r}-b1"), rack).await?);
+        }
+    }
+    Ok(bricks)
+}
+
+fn load_state(cfg: &FleetConfig) -> Result<Vec<u32>, FleetError> {
+    let Some(path) = &cfg.state_file else {
+        return Ok(vec![]);
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .split_whitespace()
+            .map(|w| {
+                w.parse::<u32>().map_err(|_| FleetError::StateFile {
+                    path: path.clone(),
+                    reason: format!("{w:?} is not a cid"),
+                })
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(FleetError::StateFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Records the fleet's cids after each new registration.
+struct StateWriter {
+    cfg: FleetConfig,
+    chunks: Vec<Arc<SimChunk>>,
+    /// Chunks register concurrently: one writer at a time.
+    lock: Mutex<()>,
+}
+
+impl StateWriter {
+    fn save(&self) {
+        let Some(path) = &self.cfg.state_file else {
+            return;
+        };
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let text: Vec<String> = self.chunks.iter().map(|c| c.cid().to_string()).collect();
+        let tmp = path.with_extension("tmp");
+        let r = std::fs::write(&tmp, text.join("\n")).and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = r {
+            tracing::warn!(path = %path.display(), error = %e, "cannot record the fleet's cids");
+        }
+    }
+}
+
+/// A chunk's connection to meta: follows the leader, rotates through the
+/// endpoints when one is down.
+struct Conn {
+    endpoints: Vec<String>,
+    next: usize,
+    leader: Option<String>,
+    channels: HashMap<String, Channel>,
+}
+
+impl Conn {
+    fn new(endpoints: Vec<String>) -> Conn {
+        Conn {
+            endpoints,
+            next: 0,
+            leader: None,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn client(&mut self) -> Option<(String, pb::chunk_client::ChunkClient<Channel>)> {
+        let addr = match &self.leader {
+            Some(l) => l.clone(),
+            None => {
+                self.next = (self.next + 1) % self.endpoints.len().max(1);
+                self.endpoints.get(self.next)?.clone()
+            }
+        };
+        if !self.channels.contains_key(&addr) {
+            let ch = Endpoint::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect_timeout(Duration::from_millis(300))
+                .tcp_nodelay(true)
+                .connect_lazy();
+            self.channels.insert(addr.clone(), ch);
+        }
+        let ch = self.channels.get(&addr)?.clone();
+        Some((addr, pb::chunk_client::ChunkClient::new(ch)))
+    }
+
+    /// After a failed call: follow the leader the member named, or move on.
+    fn failed(&mut self, addr: &str, status: &Status) {
+        let hint = status
+            .metadata()
+            .get(LEADER_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .filter(|l| l != addr);
+        self.leader = hint;
+    }
+}
+
+/// What a chunk does with its session, forever: register when it has no
+/// session, keep alive every interval, register again when told its session
+/// is over, follow the leader, and go silent while stopped.
+async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: Arc<StateWriter>) {
+    let mut running = c.running.subscribe();
+    let mut interval = Duration::from_millis(1_000);
+    let retry = Duration::from_millis(100);
+    loop {
+        if !*running.borrow_and_update() {
+            // Stopped: silent until started, then back as a restarted chunk.
+            c.session_id.store(0, Ordering::Relaxed);
+            if running.wait_for(|r| *r).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let Some((addr, mut client)) = conn.client() else {
+            tokio::time::sleep(retry).await;
+            continue;
+        };
+        let space = *c.space.lock().unwrap_or_else(|p| p.into_inner());
+        let session_id = c.session_id();
+        if session_id == 0 {
+            let mut req = Request::new(pb::RegisterRequest {
+                cid: c.cid(),
+                hostname: c.hostname.clone(),
+                data_addr: c.data_addr.clone(),
+                version: cfg.version.clone(),
+                capabilities: cfg.capabilities.clone(),
+                space: Some(space_to_pb(&space)),
+                brick: c.brick,
+            });
+            req.set_timeout(Duration::from_secs(3));
+            match client.register(req).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let first = c.cid() == 0;
+                    c.cid.store(r.cid, Ordering::Relaxed);
+                    c.session_id.store(r.session_id, Ordering::Relaxed);
+                    c.registrations.fetch_add(1, Ordering::Relaxed);
+                    interval = Duration::from_millis(r.keepalive_ms.max(50));
+                    conn.leader = Some(addr);
+                    if first {
+                        state.save();
+                    }
+                    tracing::debug!(cid = r.cid, session = r.session_id, "registered");
+                }
+                Err(s) => {
+                    if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition {
+                        // Meta does not know this cid (any more): a new chunk.
+                        tracing::warn!(host = %c.hostname, error = %s.message(), "registering as a new chunk");
+                        c.cid.store(0, Ordering::Relaxed);
+                    }
+                    conn.failed(&addr, &s);
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
+            }
+        } else {
+            let mut req = Request::new(pb::KeepAliveRequest {
+                cid: c.cid(),
+                session_id,
+                space: Some(space_to_pb(&space)),
+                results: vec![],
+            });
+            // A keepalive that takes longer than an interval is as good as lost.
+            req.set_timeout(interval.max(Duration::from_millis(500)));
+            match client.keep_alive(req).await {
+                Ok(r) => {
+                    c.keepalives.fetch_add(1, Ordering::Relaxed);
+                    interval = Duration::from_millis(r.into_inner().keepalive_ms.max(50));
+                    conn.leader = Some(addr);
+                }
+                Err(s) if s.code() == Code::NotFound => {
+                    tracing::info!(cid = c.cid(), error = %s.message(), "session over; registering again");
+                    c.session_id.store(0, Ordering::Relaxed);
+                    continue;
+                }
+                Err(s) => {
+                    conn.failed(&addr, &s);
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
+            }
+        }
+        // Sleep one interval, or less if stopped or restarted meanwhile.
+        let _ = tokio::time::timeout(interval, running.changed()).await;
+    }
+}
+
+struct Control {
+    chunks: Vec<Arc<SimChunk>>,
+}
+
+impl Control {
+    fn find(&self, cid: u32) -> Result<&Arc<SimChunk>, Status> {
+        self.chunks
+            .iter()
+            .find(|c| c.cid() == cid && cid != 0)
+            .ok_or_else(|| Status::not_found(format!("no chunk with cid {cid} in this fleet")))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::fleet_server::Fleet for Control {
+    async fn list(
+        &self,
+        _: Request<pb::FleetListRequest>,
+    ) -> Result<Response<pb::FleetListResponse>, Status> {
+        Ok(Response::new(pb::FleetListResponse {
+            chunks: self.chunks.iter().map(|c| c.row()).collect(),
+        }))
+    }
+
+    async fn stop(
+        &self,
+        r: Request<pb::FleetChunkRequest>,
+    ) -> Result<Response<pb::FleetChunkResponse>, Status> {
+        let c = self.find(r.get_ref().cid)?;
+        c.stop();
+        Ok(Response::new(pb::FleetChunkResponse {
+            chunk: Some(c.row()),
+        }))
+    }
+
+    async fn start(
+        &self,
+        r: Request<pb::FleetChunkRequest>,
+    ) -> Result<Response<pb::FleetChunkResponse>, Status> {
+        let c = self.find(r.get_ref().cid)?;
+        c.start();
+        Ok(Response::new(pb::FleetChunkResponse {
+            chunk: Some(c.row()),
+        }))
+    }
+}

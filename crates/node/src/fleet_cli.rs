@@ -1,0 +1,226 @@
+//! `cairn fleet` (run or control simulated chunks) and `cairn session list`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cairn_node::client::MetaClient;
+use cairn_node::fleet::{Fleet, FleetConfig};
+use cairn_node::types::pb;
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct FleetRun {
+    /// How many simulated chunks.
+    #[arg(long, default_value_t = 8)]
+    chunks: usize,
+    /// Zones to spread them over (0: leave them unracked).
+    #[arg(long, default_value_t = 1)]
+    zones: usize,
+    /// Racks per zone (one brick each).
+    #[arg(long, default_value_t = 2)]
+    racks: usize,
+    /// The version the chunks advertise.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    version: String,
+    /// Capabilities the chunks advertise, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    capabilities: Vec<String>,
+    /// Simulated disk bandwidth per chunk, MB/s.
+    #[arg(long, default_value_t = 200)]
+    bandwidth: u64,
+    /// File remembering the fleet's cids, so a restarted fleet comes back
+    /// as the same chunks.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Control address (127.0.0.1 only) for `cairn fleet stop|start|list`.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: SocketAddr,
+}
+
+#[derive(Subcommand)]
+pub enum FleetCmd {
+    /// The fleet's chunks: cid, running, session, registrations, keepalives.
+    List {
+        /// Control address (default: the one the running fleet recorded).
+        #[arg(long)]
+        control: Option<SocketAddr>,
+    },
+    /// Stop a chunk: it goes silent, as if it crashed; its session expires.
+    Stop {
+        cid: u32,
+        #[arg(long)]
+        control: Option<SocketAddr>,
+    },
+    /// Start a stopped chunk: it registers again with its cid.
+    Start {
+        cid: u32,
+        #[arg(long)]
+        control: Option<SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SessionCmd {
+    /// Every live session: cid, session id, lease, age, and how long since
+    /// the leader last heard from it.
+    List,
+}
+
+/// Where a running fleet records its control address.
+pub fn control_file() -> PathBuf {
+    crate::dev::home().join("fleet-control")
+}
+
+pub fn record_control(addr: SocketAddr) -> Result<()> {
+    let file = control_file();
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&file, addr.to_string()).with_context(|| format!("writing {}", file.display()))
+}
+
+pub async fn run(endpoints: Vec<String>, a: FleetRun) -> Result<()> {
+    if a.chunks == 0 || a.chunks > 100_000 {
+        bail!("--chunks must be in 1..=100000");
+    }
+    let mut cfg = FleetConfig::new(endpoints, a.chunks);
+    cfg.zones = a.zones;
+    cfg.racks = a.racks.max(1);
+    cfg.version = a.version;
+    cfg.capabilities = a.capabilities;
+    cfg.bandwidth_mb_s = a.bandwidth;
+    cfg.state_file = a.state;
+    let mut fleet = Fleet::start(cfg).await?;
+    let control = fleet.serve_control(a.control).await?;
+    record_control(control)?;
+    let registered = fleet.wait_registered(Duration::from_secs(60)).await;
+    println!(
+        "fleet: {} chunks{}, control on {control} (recorded in {})",
+        a.chunks,
+        if registered {
+            " registered"
+        } else {
+            " (not all registered yet)"
+        },
+        control_file().display()
+    );
+    println!("Ctrl-C stops the fleet (its sessions then expire).");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    drop(fleet);
+    let _ = std::fs::remove_file(control_file());
+    Ok(())
+}
+
+pub async fn control(cmd: FleetCmd, json: bool) -> Result<()> {
+    let (FleetCmd::List { control }
+    | FleetCmd::Stop { control, .. }
+    | FleetCmd::Start { control, .. }) = &cmd;
+    let addr = match control {
+        Some(a) => *a,
+        None => {
+            let file = control_file();
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "no running fleet recorded in {} (start `cairn dev` or `cairn fleet`, or give --control)",
+                    file.display()
+                )
+            })?;
+            text.trim()
+                .parse()
+                .with_context(|| format!("{} does not hold an address", file.display()))?
+        }
+    };
+    let mut client = pb::fleet_client::FleetClient::connect(format!("http://{addr}"))
+        .await
+        .with_context(|| format!("cannot reach the fleet control at {addr}"))?;
+    let rows = match cmd {
+        FleetCmd::List { .. } => client.list(pb::FleetListRequest {}).await,
+        FleetCmd::Stop { cid, .. } => client.stop(pb::FleetChunkRequest { cid }).await.map(|r| {
+            r.map(|r| pb::FleetListResponse {
+                chunks: r.chunk.into_iter().collect(),
+            })
+        }),
+        FleetCmd::Start { cid, .. } => client.start(pb::FleetChunkRequest { cid }).await.map(|r| {
+            r.map(|r| pb::FleetListResponse {
+                chunks: r.chunk.into_iter().collect(),
+            })
+        }),
+    }
+    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+    .into_inner()
+    .chunks;
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "cid": c.cid, "hostname": c.hostname, "brick": c.brick,
+                "running": c.running, "session": c.session_id,
+                "registrations": c.registrations, "keepalives": c.keepalives,
+            })
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        crate::cli::table(
+            &rows,
+            &[
+                "cid",
+                "hostname",
+                "brick",
+                "running",
+                "session",
+                "registrations",
+                "keepalives",
+            ],
+        );
+    }
+    Ok(())
+}
+
+pub async fn session(client: &MetaClient, cmd: SessionCmd, json: bool) -> Result<()> {
+    let SessionCmd::List = cmd;
+    let r = client.list_sessions().await?;
+    let rows: Vec<serde_json::Value> = r
+        .sessions
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "cid": s.cid, "session_id": s.session_id, "lease_ms": s.lease_ms,
+                "age_s": s.age_ms / 1000, "last_keepalive_ms_ago": s.silent_ms,
+                "expiring": s.expiring,
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "leader": r.leader_id, "tracking_ms": r.tracking_ms, "sessions": rows,
+            }))?
+        );
+    } else {
+        println!(
+            "leader {} (tracking sessions for {:.1} s)",
+            r.leader_id,
+            r.tracking_ms as f64 / 1000.0
+        );
+        crate::cli::table(
+            &rows,
+            &[
+                "cid",
+                "session_id",
+                "lease_ms",
+                "age_s",
+                "last_keepalive_ms_ago",
+                "expiring",
+            ],
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The leader's write path: proposals that arrive together are packed into
+//! one Raft entry, shared by the Meta and Chunk services and the leader's
+//! own runners (session tracker).
+
+use std::sync::Arc;
+
+use cairn_state::Cmd;
+use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
+use openraft::BasicNode;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tonic::Status;
+
+use crate::types::{self, NodeId, Raft};
+
+/// Metadata key carrying the leader's address on a "not the leader" status.
+pub const LEADER_KEY: &str = "cairn-leader";
+
+/// Most commands the batcher packs into one log entry.
+pub const MAX_CMDS_PER_ENTRY: usize = 4096;
+/// Proposals waiting for the batcher; beyond this a client gets UNAVAILABLE.
+const MAX_QUEUED_PROPOSALS: usize = 16_384;
+/// Log entries proposed and not yet applied at once: while they replicate,
+/// the next batch forms.
+const MAX_ENTRIES_IN_FLIGHT: usize = 4;
+
+pub type Proposed = Result<(Vec<Result<cairn_state::Reply, cairn_state::CmdError>>, u64), Status>;
+
+struct Pending {
+    cmds: Vec<Cmd>,
+    reply: oneshot::Sender<Proposed>,
+}
+
+/// Queues commands for the leader's batcher. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Proposer {
+    /// Must be called inside a tokio runtime: it starts the batcher task.
+    pub fn new(raft: Raft) -> Proposer {
+        Proposer {
+            tx: spawn_batcher(raft),
+        }
+    }
+
+    /// Proposes `cmds` (in one entry, possibly shared with other proposals)
+    /// and waits for their results and the entry's index.
+    pub async fn submit(&self, cmds: Vec<Cmd>) -> Proposed {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Pending { cmds, reply })
+            .map_err(|_| Status::unavailable("too many proposals queued on this member; retry"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("the proposal was dropped (member shutting down?)"))?
+    }
+}
+
+/// Group commit at the Raft level: openraft 0.9 waits for each entry's
+/// fsync before taking the next, so proposals that arrive together are
+/// packed into one entry (one fsync per member for all of them).
+/// `apply_batch` validates each command against the state the previous ones
+/// left, so this is the same as proposing them one after another.
+fn spawn_batcher(raft: Raft) -> mpsc::Sender<Pending> {
+    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED_PROPOSALS);
+    tokio::spawn(async move {
+        let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
+        while let Some(first) = rx.recv().await {
+            let mut n = first.cmds.len();
+            let mut batch = vec![first];
+            while n < MAX_CMDS_PER_ENTRY {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        n += p.cmds.len();
+                        batch.push(p);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return; // the semaphore is never closed
+            };
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                propose_batch(&raft, batch).await;
+            });
+        }
+    });
+    tx
+}
+
+async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
+    let counts: Vec<usize> = batch.iter().map(|p| p.cmds.len()).collect();
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut cmds = Vec::with_capacity(counts.iter().sum());
+    for p in batch {
+        cmds.extend(p.cmds);
+        replies.push(p.reply);
+    }
+    let req = types::Request {
+        leader_time_ms: now_ms(),
+        cmds,
+    };
+    match raft.client_write(req).await {
+        Ok(resp) => {
+            let index = resp.log_id.index;
+            let mut results = resp.data.results.into_iter();
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let mine: Vec<_> = results.by_ref().take(n).collect();
+                let _ = reply.send(Ok((mine, index)));
+            }
+        }
+        Err(e) => {
+            let status = |e: &RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f),
+                e => Status::unavailable(format!("proposal failed: {e}")),
+            };
+            if !matches!(e, RaftError::APIError(ClientWriteError::ForwardToLeader(_))) {
+                tracing::warn!(error = %e, "proposal failed");
+            }
+            for reply in replies {
+                let _ = reply.send(Err(status(&e)));
+            }
+        }
+    }
+}
+
+/// UNAVAILABLE with the leader's address (if known) for the client to follow.
+pub fn not_leader(f: &ForwardToLeader<NodeId, BasicNode>) -> Status {
+    let mut status = Status::unavailable(match (&f.leader_id, &f.leader_node) {
+        (Some(id), Some(n)) => format!("not the leader; the leader is node {id} at {}", n.addr),
+        _ => "not the leader, and no leader is known yet (election in progress?)".to_string(),
+    });
+    if let Some(addr) = f.leader_node.as_ref().and_then(|n| n.addr.parse().ok()) {
+        status.metadata_mut().insert(LEADER_KEY, addr);
+    }
+    status
+}
+
+/// Wall-clock milliseconds, stamped by the leader into each entry.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,350 @@
+//! The leader's session tracker: who kept alive when, who expires, and the
+//! freshness checkpoint that carries silence across leader changes.
+//!
+//! Pure: the caller passes monotonic milliseconds (`now`) and the replicated
+//! sessions; the tracker answers keepalives from memory and returns the
+//! commands to propose. Keepalives are never Raft writes; only expiries,
+//! checkpoints and (rate-limited) space reports are.
+//!
+//! Rules (docs/sessions.md):
+//! - a session whose silence reaches its lease is expired (`ExpireSession`
+//!   naming the session, so an expiry of an older session is rejected);
+//! - a new leader gives every session a full lease from the moment it took
+//!   over, minus the silence the last checkpoint recorded for it, but never
+//!   less than `min_grace_ms`: a fresh session gets a full lease, a dead one
+//!   keeps the silence it had accumulated under the previous leaders;
+//! - a session is listed in the freshness checkpoint when it is silent for
+//!   `silent_after_ms`, or when it has not reached this leader within
+//!   `min_grace_ms` of its taking office (a live chunk finds a new leader at
+//!   once; without this rule a dead chunk whose silence no single leader saw
+//!   reach `silent_after_ms` would get a full lease from every new leader and
+//!   never expire while leaders change quickly), or when its expiry has been
+//!   proposed (should that proposal be lost with its leader, the next one
+//!   still knows the silence);
+//! - while some session is listed, the leader replicates a checkpoint every
+//!   `checkpoint_every_ms`; when a listed session renews, at once (so a new
+//!   leader never inherits a stale silence for a session that is back); with
+//!   every session fresh, nothing at all.
+
+use std::collections::BTreeMap;
+
+use cairn_state::{ChunkSpaceInfo, Cid, Cmd, Session, SessionId, SilentSession, MAX_SILENT_MS};
+
+/// How often a chunk keeps alive for a given lease: seven times per lease,
+/// so a chunk misses six keepalives in a row before it expires.
+pub fn keepalive_interval_ms(lease_ms: u64) -> u64 {
+    (lease_ms / 7).max(100)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackerConfig {
+    /// A session silent this long is listed in the freshness checkpoint.
+    pub silent_after_ms: u64,
+    /// How often a checkpoint is replicated while some session is silent.
+    pub checkpoint_every_ms: u64,
+    /// Least time a new leader gives any inherited session to reach it.
+    pub min_grace_ms: u64,
+    /// An expiry that has not taken effect after this long is proposed again.
+    pub retry_ms: u64,
+    /// A chunk's space report becomes a Raft write at most this often...
+    pub space_every_ms: u64,
+    /// ...unless a figure moved by this many basis points of its capacity.
+    pub space_big_change_bp: u64,
+}
+
+impl TrackerConfig {
+    /// Defaults for a lease: silent after two keepalive intervals, a minimum
+    /// grace of one interval, checkpoints every second.
+    pub fn for_lease(lease_ms: u64) -> TrackerConfig {
+        let interval = keepalive_interval_ms(lease_ms);
+        TrackerConfig {
+            silent_after_ms: 2 * interval,
+            checkpoint_every_ms: 500,
+            min_grace_ms: interval,
+            retry_ms: 3_000,
+            space_every_ms: 5_000,
+            space_big_change_bp: 500,
+        }
+    }
+}
+
+/// Why a keepalive was refused: the chunk must register again.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum KeepAliveError {
+    #[error("chunk {cid} has no live session {session_id} (live: {live:?}); register again")]
+    NoSession {
+        cid: Cid,
+        session_id: SessionId,
+        live: Option<SessionId>,
+    },
+    #[error("session {session_id} of chunk {cid} has expired; register again")]
+    Expired { cid: Cid, session_id: SessionId },
+}
+
+#[derive(Clone, Debug)]
+struct Tracked {
+    session_id: SessionId,
+    lease_ms: u64,
+    /// When this leader last heard from the session (or took office).
+    last_seen_ms: u64,
+    /// Silence inherited from earlier leaders, counted before `last_seen_ms`.
+    inherited_ms: u64,
+    /// Heard from since this leader took office (or opened under it).
+    heard: bool,
+    expiry_proposed_ms: Option<u64>,
+    /// The latest space report not yet replicated.
+    space: Option<ChunkSpaceInfo>,
+    /// The last space report replicated by this leader, and when.
+    space_written: Option<(ChunkSpaceInfo, u64)>,
+}
+
+impl Tracked {
+    fn silence(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_seen_ms)
+            .saturating_add(self.inherited_ms)
+    }
+}
+
+/// One row of `cairn session list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionView {
+    pub cid: Cid,
+    pub session_id: SessionId,
+    pub lease_ms: u64,
+    /// Milliseconds since the last keepalive this leader saw (inherited
+    /// silence included).
+    pub silent_ms: u64,
+    pub expiring: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionTracker {
+    cfg: TrackerConfig,
+    sessions: BTreeMap<Cid, Tracked>,
+    /// What the last replicated checkpoint listed (cid -> session).
+    listed: BTreeMap<Cid, SessionId>,
+    last_checkpoint_ms: Option<u64>,
+    /// A listed session renewed: replicate a checkpoint at the next tick.
+    listed_renewed: bool,
+    /// When this leader took office.
+    office_ms: u64,
+}
+
+impl SessionTracker {
+    /// The tracker of a leader that took office at `now`, over the live
+    /// sessions of its (fully applied) state.
+    pub fn new<'a>(
+        cfg: TrackerConfig,
+        now: u64,
+        live: impl IntoIterator<Item = &'a Session>,
+    ) -> SessionTracker {
+        let mut t = SessionTracker {
+            cfg,
+            sessions: BTreeMap::new(),
+            listed: BTreeMap::new(),
+            last_checkpoint_ms: None,
+            listed_renewed: false,
+            office_ms: now,
+        };
+        for s in live {
+            // A full lease from now, minus the silence the last checkpoint
+            // recorded, but at least the minimum grace.
+            let inherited = s.silent_ms.min(s.lease_ms.saturating_sub(cfg.min_grace_ms));
+            let mut tracked = t.fresh(s, now, inherited);
+            tracked.heard = false;
+            t.sessions.insert(s.cid, tracked);
+            if s.silent_ms > 0 {
+                t.listed.insert(s.cid, s.session_id);
+            }
+        }
+        t
+    }
+
+    fn fresh(&self, s: &Session, now: u64, inherited_ms: u64) -> Tracked {
+        Tracked {
+            session_id: s.session_id,
+            lease_ms: s.lease_ms,
+            last_seen_ms: now,
+            inherited_ms,
+            heard: true,
+            expiry_proposed_ms: None,
+            space: None,
+            space_written: None,
+        }
+    }
+
+    /// Follows the replicated sessions: a session opened since is fresh (its
+    /// chunk just registered), one that ended is forgotten.
+    pub fn sync<'a>(&mut self, now: u64, live: impl IntoIterator<Item = &'a Session>) {
+        let mut seen = BTreeMap::new();
+        for s in live {
+            seen.insert(s.cid, ());
+            let known = self
+                .sessions
+                .get(&s.cid)
+                .is_some_and(|t| t.session_id == s.session_id);
+            if !known {
+                let t = self.fresh(s, now, 0);
+                self.sessions.insert(s.cid, t);
+            }
+        }
+        self.sessions.retain(|cid, _| seen.contains_key(cid));
+    }
+
+    /// A keepalive from `cid` for `session_id`: renews it, or tells the chunk
+    /// to register again. Returns the session's lease.
+    pub fn keepalive(
+        &mut self,
+        now: u64,
+        cid: Cid,
+        session_id: SessionId,
+    ) -> Result<u64, KeepAliveError> {
+        let t = match self.sessions.get_mut(&cid) {
+            Some(t) if t.session_id == session_id => t,
+            other => {
+                return Err(KeepAliveError::NoSession {
+                    cid,
+                    session_id,
+                    live: other.map(|t| t.session_id),
+                })
+            }
+        };
+        // Once the leader decided to expire it, the session is over, even if
+        // the chunk is back a moment later: it registers again.
+        if t.expiry_proposed_ms.is_some() {
+            return Err(KeepAliveError::Expired { cid, session_id });
+        }
+        t.last_seen_ms = now;
+        t.inherited_ms = 0;
+        t.heard = true;
+        if self.listed.get(&cid) == Some(&session_id) {
+            self.listed_renewed = true;
+        }
+        Ok(t.lease_ms)
+    }
+
+    /// What the replicated state already holds for a chunk's space: a report
+    /// equal to it is not written again (a new leader seeds every session's).
+    pub fn seed_space(&mut self, now: u64, cid: Cid, space: ChunkSpaceInfo) {
+        if let Some(t) = self.sessions.get_mut(&cid) {
+            t.space_written = Some((space, now));
+        }
+    }
+
+    /// Records a space report sent with a keepalive; `tick` decides when it
+    /// becomes a Raft write.
+    pub fn report_space(&mut self, cid: Cid, session_id: SessionId, space: ChunkSpaceInfo) {
+        if let Some(t) = self.sessions.get_mut(&cid) {
+            if t.session_id == session_id {
+                t.space = Some(space);
+            }
+        }
+    }
+
+    /// The commands this leader should propose now: expiries, a checkpoint
+    /// when one is due, and the space reports that are due.
+    pub fn tick(&mut self, now: u64) -> Vec<Cmd> {
+        let mut cmds = vec![];
+        let cfg = self.cfg;
+        let mut silent = vec![];
+        let in_office = now.saturating_sub(self.office_ms);
+        for (&cid, t) in self.sessions.iter_mut() {
+            let silence = t.silence(now);
+            let retry = t
+                .expiry_proposed_ms
+                .is_none_or(|at| now.saturating_sub(at) >= cfg.retry_ms);
+            if silence >= t.lease_ms && retry {
+                t.expiry_proposed_ms = Some(now);
+                cmds.push(Cmd::ExpireSession {
+                    cid,
+                    session_id: t.session_id,
+                });
+            }
+            let unheard = !t.heard && in_office >= cfg.min_grace_ms;
+            if silence >= cfg.silent_after_ms || unheard || t.expiry_proposed_ms.is_some() {
+                silent.push(SilentSession {
+                    cid,
+                    session_id: t.session_id,
+                    silent_ms: silence.min(MAX_SILENT_MS),
+                });
+            }
+            if t.expiry_proposed_ms.is_some() {
+                continue;
+            }
+            if let Some(space) = t.space {
+                let due = match t.space_written {
+                    None => true,
+                    Some((old, at)) => {
+                        now.saturating_sub(at) >= cfg.space_every_ms
+                            || big_change(&old, &space, cfg.space_big_change_bp)
+                    }
+                };
+                if due {
+                    t.space = None;
+                    if t.space_written.is_none_or(|(old, _)| old != space) {
+                        cmds.push(Cmd::ReportSpace { cid, space });
+                    }
+                    t.space_written = Some((space, now));
+                }
+            }
+        }
+        let periodic = self
+            .last_checkpoint_ms
+            .is_none_or(|at| now.saturating_sub(at) >= cfg.checkpoint_every_ms);
+        let something_to_say = !silent.is_empty() || !self.listed.is_empty();
+        if self.listed_renewed || (periodic && something_to_say) {
+            self.listed = silent.iter().map(|s| (s.cid, s.session_id)).collect();
+            self.last_checkpoint_ms = Some(now);
+            self.listed_renewed = false;
+            cmds.push(Cmd::SessionCheckpoint { silent });
+        }
+        cmds
+    }
+
+    /// New thresholds (the cluster's lease was changed); sessions keep
+    /// their own lease until they register again.
+    pub fn set_config(&mut self, cfg: TrackerConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn config(&self) -> TrackerConfig {
+        self.cfg
+    }
+
+    /// Every tracked session as this leader sees it.
+    pub fn view(&self, now: u64) -> Vec<SessionView> {
+        self.sessions
+            .iter()
+            .map(|(&cid, t)| SessionView {
+                cid,
+                session_id: t.session_id,
+                lease_ms: t.lease_ms,
+                silent_ms: t.silence(now),
+                expiring: t.expiry_proposed_ms.is_some(),
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// Did any space figure move by more than `bp` basis points of its capacity?
+fn big_change(old: &ChunkSpaceInfo, new: &ChunkSpaceInfo, bp: u64) -> bool {
+    let moved = |a: u64, b: u64, cap: u64| -> bool {
+        let delta = u128::from(a.abs_diff(b)) * 10_000;
+        delta > u128::from(cap.max(1)) * u128::from(bp)
+    };
+    let cap = new.total_data_capacity.max(old.total_data_capacity);
+    new.total_data_capacity != old.total_data_capacity
+        || moved(old.valid_data_space, new.valid_data_space, cap)
+        || moved(old.used_data_space, new.used_data_space, cap)
+        || moved(old.provisioned_data_space, new.provisioned_data_space, cap)
+        || moved(old.allocated_data_space, new.allocated_data_space, cap)
+        || moved(old.failure_data_space, new.failure_data_space, cap)
+}
