@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
 use cairn_node::fleet::{Fleet, FleetConfig};
+use cairn_node::types::pb;
 use cairn_state::{Cmd, CreateVolume, Provisioning, Reply, UpdateExtent, EXTENT_SIZE_BYTES};
 
 async fn one(client: &MetaClient, cmd: Cmd) -> Result<Reply> {
@@ -124,4 +125,133 @@ pub async fn write(endpoints: Vec<String>, clients: usize, duration: Duration) -
         pct(0.999),
     );
     Ok(())
+}
+
+/// `cairn bench sessions`: `n` simulated chunks keeping alive once a second
+/// (lease 7 s) against a running cluster; prints the leader's CPU share and
+/// the Raft writes per second the sessions cause, beside what a design that
+/// replicated every keepalive would need.
+pub async fn sessions(endpoints: Vec<String>, n: usize, duration: Duration) -> Result<()> {
+    if n == 0 || n > 100_000 {
+        bail!("--sessions must be in 1..=100000");
+    }
+    let client = MetaClient::new(endpoints.clone())?;
+    let config = client.read("config", false).await?;
+    let old_lease = config["lease_ms"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| "14000".into());
+    let set_lease = |v: String| {
+        let client = &client;
+        async move {
+            client
+                .set_config(pb::SetConfigRequest {
+                    key: "lease_ms".into(),
+                    value: v,
+                })
+                .await
+        }
+    };
+    // One keepalive a second: the keepalive interval is a seventh of the lease.
+    set_lease("7000".into()).await?;
+    let mut cfg = FleetConfig::new(endpoints.clone(), n);
+    cfg.zones = 0;
+    cfg.host_prefix = format!("bench-sessions-{}", std::process::id());
+    let started = Instant::now();
+    let fleet = Fleet::start(cfg).await?;
+    let registered = fleet.wait_registered(Duration::from_secs(300)).await;
+    set_lease(old_lease.clone()).await?;
+    if !registered {
+        bail!("not every simulated chunk registered within 300 s");
+    }
+    println!(
+        "{n} sessions registered in {:.1} s; settling 5 s",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let leader = leader_of(&client, &endpoints).await?;
+    let keepalives = || -> u64 { fleet.chunks().iter().map(|c| c.keepalives()).sum() };
+    let registrations = || -> u64 { fleet.chunks().iter().map(|c| c.registrations()).sum() };
+    let (cpu0, log0, ka0, reg0, t0) = (
+        cpu_seconds(leader.pid)?,
+        leader.last_log_index,
+        keepalives(),
+        registrations(),
+        Instant::now(),
+    );
+    tokio::time::sleep(duration).await;
+    let after = client
+        .status_of(&leader_addr(&leader, &endpoints), true)
+        .await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds(leader.pid)? - cpu0) / secs;
+    let entries = after.last_log_index.saturating_sub(log0) as f64 / secs;
+    let ka = (keepalives() - ka0) as f64 / secs;
+    let reregistered = registrations() - reg0;
+    if after.node_id != leader.node_id || after.leader_id != leader.node_id {
+        bail!("the leader changed during the measurement; run again");
+    }
+    println!(
+        "sessions {n}  keepalives/s {ka:>8.0}  leader CPU {:>5.1}% of one core  raft writes/s {entries:>6.2}  re-registrations {reregistered}",
+        cpu * 100.0
+    );
+    println!(
+        "a design replicating every keepalive: {ka:.0} raft writes/s ({}x)",
+        if entries > 0.0 {
+            format!("{:.0}", ka / entries)
+        } else {
+            "infinitely many".to_string()
+        }
+    );
+    drop(fleet);
+    Ok(())
+}
+
+async fn leader_of(client: &MetaClient, endpoints: &[String]) -> Result<pb::StatusResponse> {
+    for e in endpoints {
+        if let Ok(s) = client.status_of(e, true).await {
+            if s.leader_id == s.node_id && s.node_id != 0 {
+                return Ok(s);
+            }
+        }
+    }
+    bail!("no leader among {}", endpoints.join(", "))
+}
+
+fn leader_addr(s: &pb::StatusResponse, endpoints: &[String]) -> String {
+    s.members
+        .iter()
+        .find(|m| m.node_id == s.node_id)
+        .map(|m| m.addr.clone())
+        .unwrap_or_else(|| endpoints[0].clone())
+}
+
+/// CPU time (user + system) a local process has used, from /proc.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat (is the leader on this machine?)"))?;
+    // Fields after the command name, which may contain spaces: ") S ppid ...".
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc stat format")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("unexpected /proc stat format")
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ")".
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }

@@ -119,7 +119,25 @@ impl pb::chunk_server::Chunk for ChunkService {
         }
         let space = checked_space(r.space.as_ref())?;
         let lease_ms = self.sm.read().state.config().lease_ms;
-        let cid = if r.cid == 0 {
+        // A new chunk whose first answer was lost (a timeout) registers again
+        // with cid 0: the same hostname and data address get the same cid
+        // instead of a second chunk.
+        let known = (r.cid == 0)
+            .then(|| {
+                let d = self.sm.read();
+                d.state
+                    .chunks()
+                    .find(|c| {
+                        c.state != ChunkState::Removed
+                            && c.hostname == r.hostname
+                            && c.data_addr == r.data_addr
+                    })
+                    .map(|c| c.cid)
+            })
+            .flatten();
+        let cid = if let Some(cid) = known {
+            cid
+        } else if r.cid == 0 {
             let cmd = Cmd::RegisterChunk {
                 hostname: r.hostname,
                 data_addr: r.data_addr,
@@ -171,10 +189,9 @@ impl pb::chunk_server::Chunk for ChunkService {
         };
         // The tracker learns of the session now, not at its next tick, so the
         // chunk's first keepalive finds it.
-        {
-            let d = self.sm.read();
-            self.sessions
-                .with_tracker(|t, now| t.sync(now, d.state.sessions()));
+        let opened = self.sm.read().state.session(cid).copied();
+        if let Some(s) = opened.filter(|s| s.session_id == session_id) {
+            self.sessions.with_tracker(|t, now| t.opened(now, &s));
         }
         Ok(Response::new(pb::RegisterResponse {
             cid,

@@ -91,6 +91,12 @@ impl SimChunk {
     pub fn session_id(&self) -> u64 {
         self.session_id.load(Ordering::Relaxed)
     }
+    pub fn keepalives(&self) -> u64 {
+        self.keepalives.load(Ordering::Relaxed)
+    }
+    pub fn registrations(&self) -> u64 {
+        self.registrations.load(Ordering::Relaxed)
+    }
     pub fn running(&self) -> bool {
         *self.running.borrow()
     }
@@ -180,10 +186,11 @@ impl Fleet {
             chunks: chunks.clone(),
             lock: Mutex::new(()),
         });
+        let channels = Channels::default();
         let tasks = chunks
             .iter()
             .map(|c| {
-                let conn = Conn::new(cfg.endpoints.clone());
+                let conn = Conn::new(cfg.endpoints.clone(), channels.clone());
                 let (c, cfg, state) = (c.clone(), cfg.clone(), state.clone());
                 tokio::spawn(async move { chunk_loop(c, conn, cfg, state).await })
             })
@@ -358,16 +365,19 @@ struct Conn {
     endpoints: Vec<String>,
     next: usize,
     leader: Option<String>,
-    channels: HashMap<String, Channel>,
+    /// Shared by the fleet: one HTTP/2 connection per member, multiplexed.
+    channels: Channels,
 }
 
+type Channels = Arc<Mutex<HashMap<String, Channel>>>;
+
 impl Conn {
-    fn new(endpoints: Vec<String>) -> Conn {
+    fn new(endpoints: Vec<String>, channels: Channels) -> Conn {
         Conn {
             endpoints,
             next: 0,
             leader: None,
-            channels: HashMap::new(),
+            channels,
         }
     }
 
@@ -379,15 +389,21 @@ impl Conn {
                 self.endpoints.get(self.next)?.clone()
             }
         };
-        if !self.channels.contains_key(&addr) {
-            let ch = Endpoint::from_shared(format!("http://{addr}"))
-                .ok()?
-                .connect_timeout(Duration::from_millis(300))
-                .tcp_nodelay(true)
-                .connect_lazy();
-            self.channels.insert(addr.clone(), ch);
-        }
-        let ch = self.channels.get(&addr)?.clone();
+        let ch = {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            match channels.get(&addr) {
+                Some(ch) => ch.clone(),
+                None => {
+                    let ch = Endpoint::from_shared(format!("http://{addr}"))
+                        .ok()?
+                        .connect_timeout(Duration::from_millis(300))
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    channels.insert(addr.clone(), ch.clone());
+                    ch
+                }
+            }
+        };
         Some((addr, pb::chunk_client::ChunkClient::new(ch)))
     }
 
@@ -435,7 +451,7 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
                 space: Some(space_to_pb(&space)),
                 brick: c.brick,
             });
-            req.set_timeout(Duration::from_secs(3));
+            req.set_timeout(Duration::from_secs(10));
             match client.register(req).await {
                 Ok(r) => {
                     let r = r.into_inner();
@@ -477,7 +493,7 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
                     conn.leader = Some(addr);
                 }
                 Err(s) if s.code() == Code::NotFound => {
-                    tracing::info!(cid = c.cid(), error = %s.message(), "session over; registering again");
+                    tracing::debug!(cid = c.cid(), error = %s.message(), "session over; registering again");
                     c.session_id.store(0, Ordering::Relaxed);
                     continue;
                 }

@@ -161,6 +161,18 @@ enum BenchCmd {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         duration: std::time::Duration,
     },
+    /// Simulated chunks keeping alive once a second (the bench sets the
+    /// lease to 7 s while they register, then restores it); prints the
+    /// leader's CPU share and the Raft writes per second the sessions cause.
+    /// The leader must run on this machine (its CPU is read from /proc).
+    ///
+    ///   cairn bench sessions --sessions 10000 --duration 30s
+    Sessions {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -303,6 +315,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             cmd: BenchCmd::Write { clients, duration },
         } => bench::write(endpoints(&cli.endpoints)?, clients, duration).await,
+        Command::Bench {
+            cmd: BenchCmd::Sessions { sessions, duration },
+        } => bench::sessions(endpoints(&cli.endpoints)?, sessions, duration).await,
     }
 }
 

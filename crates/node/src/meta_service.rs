@@ -208,6 +208,7 @@ impl pb::meta_server::Meta for MetaService {
         Ok(Response::new(pb::StatusResponse {
             members,
             cluster_id: self.cluster_id,
+            pid: std::process::id(),
             node_id: m.id,
             term: m.current_term,
             leader_id: m.current_leader.unwrap_or(0),

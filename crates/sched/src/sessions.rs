@@ -40,7 +40,8 @@ pub fn keepalive_interval_ms(lease_ms: u64) -> u64 {
 pub struct TrackerConfig {
     /// A session silent this long is listed in the freshness checkpoint.
     pub silent_after_ms: u64,
-    /// How often a checkpoint is replicated while some session is silent.
+    /// How often a checkpoint is replicated while some session is listed
+    /// (silent, not heard since this leader took office, or expiring).
     pub checkpoint_every_ms: u64,
     /// Least time a new leader gives any inherited session to reach it.
     pub min_grace_ms: u64,
@@ -54,7 +55,7 @@ pub struct TrackerConfig {
 
 impl TrackerConfig {
     /// Defaults for a lease: silent after two keepalive intervals, a minimum
-    /// grace of one interval, checkpoints every second.
+    /// grace of one interval, checkpoints every 500 ms while any is due.
     pub fn for_lease(lease_ms: u64) -> TrackerConfig {
         let interval = keepalive_interval_ms(lease_ms);
         TrackerConfig {
@@ -191,6 +192,19 @@ impl SessionTracker {
         self.sessions.retain(|cid, _| seen.contains_key(cid));
     }
 
+    /// A session just opened through this leader (a chunk registered): fresh
+    /// and heard. Same as `sync` for that one session, without a full scan.
+    pub fn opened(&mut self, now: u64, s: &Session) {
+        let known = self
+            .sessions
+            .get(&s.cid)
+            .is_some_and(|t| t.session_id == s.session_id);
+        if !known {
+            let t = self.fresh(s, now, 0);
+            self.sessions.insert(s.cid, t);
+        }
+    }
+
     /// A keepalive from `cid` for `session_id`: renews it, or tells the chunk
     /// to register again. Returns the session's lease.
     pub fn keepalive(
@@ -260,7 +274,10 @@ impl SessionTracker {
                     session_id: t.session_id,
                 });
             }
-            let unheard = !t.heard && in_office >= cfg.min_grace_ms;
+            // Not heard by this leader: listed once it has had min_grace to
+            // come, and at once if earlier leaders recorded silence for it
+            // (listing it later would clear that record in the meantime).
+            let unheard = !t.heard && (in_office >= cfg.min_grace_ms || t.inherited_ms > 0);
             if silence >= cfg.silent_after_ms || unheard || t.expiry_proposed_ms.is_some() {
                 silent.push(SilentSession {
                     cid,
