@@ -196,14 +196,12 @@ pub async fn sessions(endpoints: Vec<String>, n: usize, duration: Duration) -> R
         "sessions {n}  keepalives/s {ka:>8.0}  leader CPU {:>5.1}% of one core  raft writes/s {entries:>6.2}  re-registrations {reregistered}",
         cpu * 100.0
     );
-    println!(
-        "a design replicating every keepalive: {ka:.0} raft writes/s ({}x)",
-        if entries > 0.0 {
-            format!("{:.0}", ka / entries)
-        } else {
-            "infinitely many".to_string()
-        }
-    );
+    let ratio = if entries > 0.0 {
+        format!("{:.0}x as many", ka / entries)
+    } else {
+        "vs none here".to_string()
+    };
+    println!("a design replicating every keepalive: {ka:.0} raft writes/s ({ratio})");
     drop(fleet);
     Ok(())
 }
