@@ -698,3 +698,117 @@ async fn topo_chunk_volume_extent_and_config_commands_print_tables_and_json() {
     ok(&["volume", "delete", "1"]);
     fails(&["volume", "show", "1"], "volume 1 not found");
 }
+
+/// `cairn dev` in the background, stopped with Ctrl-C (SIGINT) on drop.
+struct Dev {
+    child: std::process::Child,
+    home: tempfile::TempDir,
+}
+
+impl Dev {
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(common::BIN)
+            .args(args)
+            .env("CAIRN_HOME", self.home.path())
+            .output()
+            .expect("run cairn");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// SIGINT, then wait for the exit; SIGKILL if it does not come.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cairn_dev_runs_a_quorum_and_8_live_chunks_the_cli_finds_by_default() {
+    // Given `cairn dev` started in the background (its own CAIRN_HOME),
+    let home = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(common::BIN)
+        .args(["dev", "--dir"])
+        .arg(home.path().join("dev"))
+        .env("CAIRN_HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut dev = Dev { child, home };
+
+    // when the CLI runs without --endpoints, it finds the quorum, and within
+    // seconds sees 8 live chunks with sessions on 2 racks,
+    let chunks = common::wait_until(
+        Duration::from_secs(60),
+        "8 live chunks in `cairn chunk list`",
+        || {
+            let (ok, out, _) = dev.cli(&["chunk", "list", "--json"]);
+            async move {
+                let v: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| ok)?;
+                let chunks = v["chunks"].as_array()?.clone();
+                (chunks.len() == 8 && chunks.iter().all(|c| c["alive"] == "alive"))
+                    .then_some(chunks)
+            }
+        },
+    )
+    .await;
+    let bricks: std::collections::BTreeSet<u64> =
+        chunks.iter().filter_map(|c| c["brick"].as_u64()).collect();
+    assert_eq!(bricks.len(), 2, "two racks, one brick each: {chunks:?}");
+    let (ok, out, err) = dev.cli(&["session", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2 + 8, "{out}");
+    let (ok, out, err) = dev.cli(&["cluster", "status"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("127.0.0.1")).count(),
+        3,
+        "{out}"
+    );
+    assert_eq!(out.matches("leader").count(), 1, "{out}");
+    // and the fleet's control answers: a stopped chunk shows as not running.
+    let cid = chunks[0]["cid"].to_string();
+    let (ok, out, err) = dev.cli(&["fleet", "stop", &cid]);
+    assert!(ok && out.contains("false"), "{out}{err}");
+    let endpoints: Vec<String> = std::fs::read_to_string(dev.home.path().join("dev-endpoints"))
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+
+    // Then Ctrl-C stops every member it started.
+    let status = dev.stop().expect("cairn dev exits on Ctrl-C");
+    assert!(status.success(), "{status:?}");
+    for e in endpoints {
+        assert!(
+            std::net::TcpStream::connect(&e).is_err(),
+            "member {e} still listening"
+        );
+    }
+    assert!(!dev.home.path().join("dev-endpoints").exists());
+}

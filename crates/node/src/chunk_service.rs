@@ -6,7 +6,10 @@
 use cairn_sched::keepalive_interval_ms;
 use cairn_state::{ChunkSpaceInfo, ChunkState, Cmd, Reply};
 use openraft::error::ForwardToLeader;
-use tonic::{Request, Response, Status};
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::meta_service::cmd_status;
 use crate::propose::{not_leader, Proposer};
@@ -35,20 +38,8 @@ impl ChunkService {
         pb::chunk_server::ChunkServer::new(self)
     }
 
-    /// Why this member cannot serve sessions right now: the leader's address
-    /// for the chunk to follow, or "retry" while a new leader gets ready.
     fn not_serving(&self) -> Status {
-        let m = self.raft.metrics().borrow().clone();
-        if m.current_leader == Some(m.id) {
-            return Status::unavailable("the leader is starting its session tracker; retry");
-        }
-        let leader_node = m
-            .current_leader
-            .and_then(|id| m.membership_config.membership().get_node(&id).cloned());
-        not_leader(&ForwardToLeader {
-            leader_id: m.current_leader,
-            leader_node,
-        })
+        not_serving(&self.raft)
     }
 }
 
@@ -205,23 +196,73 @@ impl pb::chunk_server::Chunk for ChunkService {
         &self,
         request: Request<pb::KeepAliveRequest>,
     ) -> Result<Response<pb::KeepAliveResponse>, Status> {
-        let r = request.into_inner();
-        let space = checked_space(r.space.as_ref())?;
-        let renewed = self.sessions.with_tracker(|t, now| {
-            let lease_ms = t.keepalive(now, r.cid, r.session_id)?;
-            if let Some(space) = space {
-                t.report_space(r.cid, r.session_id, space);
-            }
-            Ok::<_, cairn_sched::KeepAliveError>(lease_ms)
-        });
-        match renewed {
-            None => Err(self.not_serving()),
-            Some(Err(e)) => Err(Status::not_found(e.to_string())),
-            Some(Ok(lease_ms)) => Ok(Response::new(pb::KeepAliveResponse {
-                lease_ms,
-                keepalive_ms: keepalive_interval_ms(lease_ms),
-                commands: vec![],
-            })),
-        }
+        renew(&self.raft, &self.sessions, request.into_inner()).map(Response::new)
     }
+
+    type KeepAliveStreamStream =
+        Pin<Box<dyn Stream<Item = Result<pb::KeepAliveResponse, Status>> + Send + 'static>>;
+
+    async fn keep_alive_stream(
+        &self,
+        request: Request<Streaming<pb::KeepAliveRequest>>,
+    ) -> Result<Response<Self::KeepAliveStreamStream>, Status> {
+        if self.sessions.tracking_since().is_none() {
+            return Err(self.not_serving());
+        }
+        let (raft, sessions) = (self.raft.clone(), self.sessions.clone());
+        // Each message is answered as a unary KeepAlive would be; the first
+        // error ends the stream with that status.
+        let replies = request.into_inner().scan(false, move |failed, msg| {
+            let reply = match (*failed, msg) {
+                (true, _) => None,
+                (false, Err(status)) => Some(Err(status)),
+                (false, Ok(req)) => Some(renew(&raft, &sessions, req)),
+            };
+            *failed = matches!(reply, Some(Err(_)));
+            futures::future::ready(reply)
+        });
+        Ok(Response::new(Box::pin(replies)))
+    }
+}
+
+/// One keepalive: renew the session in the leader's tracker and stash the
+/// space report.
+fn renew(
+    raft: &Raft,
+    sessions: &Sessions,
+    r: pb::KeepAliveRequest,
+) -> Result<pb::KeepAliveResponse, Status> {
+    let space = checked_space(r.space.as_ref())?;
+    let renewed = sessions.with_tracker(|t, now| {
+        let lease_ms = t.keepalive(now, r.cid, r.session_id)?;
+        if let Some(space) = space {
+            t.report_space(r.cid, r.session_id, space);
+        }
+        Ok::<_, cairn_sched::KeepAliveError>(lease_ms)
+    });
+    match renewed {
+        None => Err(not_serving(raft)),
+        Some(Err(e)) => Err(Status::not_found(e.to_string())),
+        Some(Ok(lease_ms)) => Ok(pb::KeepAliveResponse {
+            lease_ms,
+            keepalive_ms: keepalive_interval_ms(lease_ms),
+            commands: vec![],
+        }),
+    }
+}
+
+/// Why a member cannot serve sessions right now: the leader's address for
+/// the chunk to follow, or "retry" while a new leader gets ready.
+fn not_serving(raft: &Raft) -> Status {
+    let m = raft.metrics().borrow().clone();
+    if m.current_leader == Some(m.id) {
+        return Status::unavailable("the leader is starting its session tracker; retry");
+    }
+    let leader_node = m
+        .current_leader
+        .and_then(|id| m.membership_config.membership().get_node(&id).cloned());
+    not_leader(&ForwardToLeader {
+        leader_id: m.current_leader,
+        leader_node,
+    })
 }

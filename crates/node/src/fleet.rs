@@ -424,12 +424,14 @@ impl Conn {
 /// is over, follow the leader, and go silent while stopped.
 async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: Arc<StateWriter>) {
     let mut running = c.running.subscribe();
+    let mut stream = KeepAliveStream::default();
     let mut interval = Duration::from_millis(1_000);
     let retry = Duration::from_millis(100);
     loop {
         if !*running.borrow_and_update() {
             // Stopped: silent until started, then back as a restarted chunk.
             c.session_id.store(0, Ordering::Relaxed);
+            stream.close();
             if running.wait_for(|r| *r).await.is_err() {
                 return;
             }
@@ -478,18 +480,18 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
                 }
             }
         } else {
-            let mut req = Request::new(pb::KeepAliveRequest {
+            let req = pb::KeepAliveRequest {
                 cid: c.cid(),
                 session_id,
                 space: Some(space_to_pb(&space)),
                 results: vec![],
-            });
+            };
             // A keepalive that takes longer than an interval is as good as lost.
-            req.set_timeout(interval.max(Duration::from_millis(500)));
-            match client.keep_alive(req).await {
+            let wait = interval.max(Duration::from_millis(500));
+            match stream.keepalive(&addr, &mut client, req, wait).await {
                 Ok(r) => {
                     c.keepalives.fetch_add(1, Ordering::Relaxed);
-                    interval = Duration::from_millis(r.into_inner().keepalive_ms.max(50));
+                    interval = Duration::from_millis(r.keepalive_ms.max(50));
                     conn.leader = Some(addr);
                 }
                 Err(s) if s.code() == Code::NotFound => {
@@ -506,6 +508,67 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
         }
         // Sleep one interval, or less if stopped or restarted meanwhile.
         let _ = tokio::time::timeout(interval, running.changed()).await;
+    }
+}
+
+/// A chunk's long-lived keepalive stream to the leader: opened on first
+/// use, dropped on any error (the next keepalive opens a new one, wherever
+/// the leader is then).
+#[derive(Default)]
+struct KeepAliveStream {
+    /// The member the stream goes to.
+    to: String,
+    open: Option<(
+        futures::channel::mpsc::Sender<pb::KeepAliveRequest>,
+        tonic::Streaming<pb::KeepAliveResponse>,
+    )>,
+}
+
+impl KeepAliveStream {
+    fn close(&mut self) {
+        self.open = None;
+    }
+
+    async fn keepalive(
+        &mut self,
+        addr: &str,
+        client: &mut pb::chunk_client::ChunkClient<Channel>,
+        req: pb::KeepAliveRequest,
+        wait: Duration,
+    ) -> Result<pb::KeepAliveResponse, Status> {
+        if self.to != addr {
+            self.close();
+            self.to = addr.to_string();
+        }
+        let r = tokio::time::timeout(wait, self.exchange(client, req)).await;
+        let r = r.unwrap_or_else(|_| Err(Status::deadline_exceeded("no keepalive reply in time")));
+        if r.is_err() {
+            self.close();
+        }
+        r
+    }
+
+    async fn exchange(
+        &mut self,
+        client: &mut pb::chunk_client::ChunkClient<Channel>,
+        req: pb::KeepAliveRequest,
+    ) -> Result<pb::KeepAliveResponse, Status> {
+        use futures::SinkExt;
+        if self.open.is_none() {
+            let (tx, rx) = futures::channel::mpsc::channel(1);
+            let replies = client.keep_alive_stream(rx).await?.into_inner();
+            self.open = Some((tx, replies));
+        }
+        let Some((tx, replies)) = self.open.as_mut() else {
+            return Err(Status::internal("keepalive stream not open"));
+        };
+        tx.send(req)
+            .await
+            .map_err(|_| Status::unavailable("keepalive stream closed"))?;
+        replies
+            .message()
+            .await?
+            .ok_or_else(|| Status::unavailable("keepalive stream ended"))
     }
 }
 

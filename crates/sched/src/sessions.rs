@@ -129,6 +129,11 @@ pub struct SessionTracker {
     listed_renewed: bool,
     /// When this leader took office.
     office_ms: u64,
+    /// Nothing can fall due before this instant: `tick` skips its scan of
+    /// every session until then (keepalives only push deadlines later).
+    next_scan_ms: u64,
+    /// Something changed that may bring a deadline forward: scan next tick.
+    dirty: bool,
 }
 
 impl SessionTracker {
@@ -146,6 +151,8 @@ impl SessionTracker {
             last_checkpoint_ms: None,
             listed_renewed: false,
             office_ms: now,
+            next_scan_ms: 0,
+            dirty: true,
         };
         for s in live {
             // A full lease from now, minus the silence the last checkpoint
@@ -187,6 +194,7 @@ impl SessionTracker {
             if !known {
                 let t = self.fresh(s, now, 0);
                 self.sessions.insert(s.cid, t);
+                self.dirty = true;
             }
         }
         self.sessions.retain(|cid, _| seen.contains_key(cid));
@@ -202,6 +210,7 @@ impl SessionTracker {
         if !known {
             let t = self.fresh(s, now, 0);
             self.sessions.insert(s.cid, t);
+            self.dirty = true;
         }
     }
 
@@ -250,7 +259,14 @@ impl SessionTracker {
     pub fn report_space(&mut self, cid: Cid, session_id: SessionId, space: ChunkSpaceInfo) {
         if let Some(t) = self.sessions.get_mut(&cid) {
             if t.session_id == session_id {
-                t.space = Some(space);
+                // The latest report wins; one equal to what is replicated
+                // leaves nothing to write (and nothing to scan for).
+                let unchanged = t.space_written.is_some_and(|(w, _)| w == space);
+                let pending = if unchanged { None } else { Some(space) };
+                if pending != t.space {
+                    t.space = pending;
+                    self.dirty = true;
+                }
             }
         }
     }
@@ -258,8 +274,17 @@ impl SessionTracker {
     /// The commands this leader should propose now: expiries, a checkpoint
     /// when one is due, and the space reports that are due.
     pub fn tick(&mut self, now: u64) -> Vec<Cmd> {
-        let mut cmds = vec![];
         let cfg = self.cfg;
+        let periodic = self
+            .last_checkpoint_ms
+            .is_none_or(|at| now.saturating_sub(at) >= cfg.checkpoint_every_ms);
+        let checkpoint_due = self.listed_renewed || (periodic && !self.listed.is_empty());
+        if !self.dirty && !checkpoint_due && now < self.next_scan_ms {
+            return vec![];
+        }
+        self.dirty = false;
+        let mut next = u64::MAX;
+        let mut cmds = vec![];
         let mut silent = vec![];
         let in_office = now.saturating_sub(self.office_ms);
         for (&cid, t) in self.sessions.iter_mut() {
@@ -285,8 +310,16 @@ impl SessionTracker {
                     silent_ms: silence.min(MAX_SILENT_MS),
                 });
             }
-            if t.expiry_proposed_ms.is_some() {
+            if let Some(at) = t.expiry_proposed_ms {
+                next = next.min(at.saturating_add(cfg.retry_ms));
                 continue;
+            }
+            // When this session's silence reaches a threshold (it only moves
+            // later when the chunk keeps alive).
+            let reach = |x: u64| t.last_seen_ms.saturating_add(x).saturating_sub(t.inherited_ms);
+            next = next.min(reach(cfg.silent_after_ms)).min(reach(t.lease_ms));
+            if !t.heard {
+                next = next.min(self.office_ms.saturating_add(cfg.min_grace_ms));
             }
             if let Some(space) = t.space {
                 let due = match t.space_written {
@@ -302,12 +335,12 @@ impl SessionTracker {
                         cmds.push(Cmd::ReportSpace { cid, space });
                     }
                     t.space_written = Some((space, now));
+                } else if let Some((_, at)) = t.space_written {
+                    next = next.min(at.saturating_add(cfg.space_every_ms));
                 }
             }
         }
-        let periodic = self
-            .last_checkpoint_ms
-            .is_none_or(|at| now.saturating_sub(at) >= cfg.checkpoint_every_ms);
+        self.next_scan_ms = next;
         let something_to_say = !silent.is_empty() || !self.listed.is_empty();
         if self.listed_renewed || (periodic && something_to_say) {
             self.listed = silent.iter().map(|s| (s.cid, s.session_id)).collect();
@@ -322,6 +355,7 @@ impl SessionTracker {
     /// their own lease until they register again.
     pub fn set_config(&mut self, cfg: TrackerConfig) {
         self.cfg = cfg;
+        self.dirty = true;
     }
 
     pub fn config(&self) -> TrackerConfig {
