@@ -72,6 +72,11 @@ enum Command {
         /// Snapshot after this many applied entries and purge the log behind it.
         #[arg(long, default_value_t = 10_000)]
         snapshot_every: u64,
+        /// A chunk's space report becomes a Raft write at most this often
+        /// while this member leads (sooner when a figure moves by more than
+        /// 5 % of the chunk's capacity), e.g. 5s.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        space_report_every: std::time::Duration,
     },
     /// Start a local quorum of real `cairn server` processes on free
     /// 127.0.0.1 ports, record their endpoints for the CLI, and stop them all
@@ -284,10 +289,12 @@ async fn run(cli: Cli) -> Result<()> {
             init,
             join,
             snapshot_every,
+            space_report_every,
         } => {
             let mut cfg = NodeConfig::new(id, listen, data_dir);
             cfg.init = init;
             cfg.snapshot_every = snapshot_every;
+            cfg.space_every_ms = space_report_every.as_millis() as u64;
             cfg.join = join.map(|j| j.to_string());
             let node = Node::start(cfg).await?;
             tokio::signal::ctrl_c()

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub join: Option<String>,
     /// Snapshot after this many applied entries, then purge the log behind it.
     pub snapshot_every: u64,
+    /// A chunk's space report becomes a Raft write at most this often
+    /// (sooner on a change of more than 5 % of its capacity).
+    pub space_every_ms: u64,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -51,6 +54,7 @@ impl NodeConfig {
             init: None,
             join: None,
             snapshot_every: 10_000,
+            space_every_ms: 5_000,
             heartbeat_ms: 100,
             election_min_ms: 600,
             election_max_ms: 1200,
@@ -233,6 +237,7 @@ impl Node {
             sm_handle.clone(),
             proposer.clone(),
             sessions.clone(),
+            cfg.space_every_ms,
             shutdown.subscribe(),
         );
         let router = tonic::transport::Server::builder()

@@ -85,18 +85,34 @@ pub fn spawn_runner(
     sm: SmHandle,
     proposer: Proposer,
     sessions: Sessions,
+    space_every_ms: u64,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tokio::select! {
-            _ = run(raft, sm, proposer, sessions.clone()) => {}
+            _ = run(raft, sm, proposer, sessions.clone(), space_every_ms) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
         sessions.set(None);
     })
 }
 
-async fn run(raft: Raft, sm: SmHandle, proposer: Proposer, sessions: Sessions) {
+/// The tracker's thresholds for the cluster's lease, with this member's
+/// space-report rate.
+fn tracker_config(lease_ms: u64, space_every_ms: u64) -> TrackerConfig {
+    TrackerConfig {
+        space_every_ms,
+        ..TrackerConfig::for_lease(lease_ms)
+    }
+}
+
+async fn run(
+    raft: Raft,
+    sm: SmHandle,
+    proposer: Proposer,
+    sessions: Sessions,
+    space_every_ms: u64,
+) {
     let mut metrics = raft.metrics();
     loop {
         // Wait to be leader.
@@ -119,18 +135,25 @@ async fn run(raft: Raft, sm: SmHandle, proposer: Proposer, sessions: Sessions) {
             tokio::time::sleep(TICK).await;
             continue;
         }
-        lead(&raft, &sm, &proposer, &sessions, term).await;
+        lead(&raft, &sm, &proposer, &sessions, term, space_every_ms).await;
         sessions.set(None);
     }
 }
 
 /// Tracks sessions for one term; returns when this member is no longer
 /// leader of `term`, or after a pause.
-async fn lead(raft: &Raft, sm: &SmHandle, proposer: &Proposer, sessions: &Sessions, term: u64) {
+async fn lead(
+    raft: &Raft,
+    sm: &SmHandle,
+    proposer: &Proposer,
+    sessions: &Sessions,
+    term: u64,
+    space_every_ms: u64,
+) {
     let now = sessions.now();
     let (tracker, mut applied) = {
         let d = sm.read();
-        let cfg = TrackerConfig::for_lease(d.state.config().lease_ms);
+        let cfg = tracker_config(d.state.config().lease_ms, space_every_ms);
         let mut tracker = SessionTracker::new(cfg, now, d.state.sessions());
         for s in d.state.sessions() {
             if let Some(c) = d.state.chunk(s.cid) {
@@ -178,7 +201,7 @@ async fn lead(raft: &Raft, sm: &SmHandle, proposer: &Proposer, sessions: &Sessio
                 .with_tracker(|t, now| {
                     if d.last_applied != applied {
                         t.sync(now, d.state.sessions());
-                        let cfg = TrackerConfig::for_lease(d.state.config().lease_ms);
+                        let cfg = tracker_config(d.state.config().lease_ms, space_every_ms);
                         if cfg != t.config() {
                             t.set_config(cfg);
                         }

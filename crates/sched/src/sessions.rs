@@ -316,7 +316,11 @@ impl SessionTracker {
             }
             // When this session's silence reaches a threshold (it only moves
             // later when the chunk keeps alive).
-            let reach = |x: u64| t.last_seen_ms.saturating_add(x).saturating_sub(t.inherited_ms);
+            let reach = |x: u64| {
+                t.last_seen_ms
+                    .saturating_add(x)
+                    .saturating_sub(t.inherited_ms)
+            };
             next = next.min(reach(cfg.silent_after_ms)).min(reach(t.lease_ms));
             if !t.heard {
                 next = next.min(self.office_ms.saturating_add(cfg.min_grace_ms));
