@@ -425,6 +425,9 @@ impl Conn {
 async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: Arc<StateWriter>) {
     let mut running = c.running.subscribe();
     let mut stream = KeepAliveStream::default();
+    // The space figures the leader last acknowledged: a keepalive carries
+    // them only when they changed (a delta, as a real chunk sends).
+    let mut acked_space: Option<ChunkSpaceInfo> = None;
     let mut interval = Duration::from_millis(1_000);
     let retry = Duration::from_millis(100);
     loop {
@@ -460,6 +463,7 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
                     let first = c.cid() == 0;
                     c.cid.store(r.cid, Ordering::Relaxed);
                     c.session_id.store(r.session_id, Ordering::Relaxed);
+                    acked_space = Some(space);
                     c.registrations.fetch_add(1, Ordering::Relaxed);
                     interval = Duration::from_millis(r.keepalive_ms.max(50));
                     conn.leader = Some(addr);
@@ -483,7 +487,7 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
             let req = pb::KeepAliveRequest {
                 cid: c.cid(),
                 session_id,
-                space: Some(space_to_pb(&space)),
+                space: (acked_space != Some(space)).then(|| space_to_pb(&space)),
                 results: vec![],
             };
             // A keepalive that takes longer than an interval is as good as lost.
@@ -491,6 +495,7 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
             match stream.keepalive(&addr, &mut client, req, wait).await {
                 Ok(r) => {
                     c.keepalives.fetch_add(1, Ordering::Relaxed);
+                    acked_space = Some(space);
                     interval = Duration::from_millis(r.keepalive_ms.max(50));
                     conn.leader = Some(addr);
                 }
