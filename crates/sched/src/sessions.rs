@@ -187,15 +187,7 @@ impl SessionTracker {
         let mut seen = BTreeMap::new();
         for s in live {
             seen.insert(s.cid, ());
-            let known = self
-                .sessions
-                .get(&s.cid)
-                .is_some_and(|t| t.session_id == s.session_id);
-            if !known {
-                let t = self.fresh(s, now, 0);
-                self.sessions.insert(s.cid, t);
-                self.dirty = true;
-            }
+            self.opened(now, s);
         }
         self.sessions.retain(|cid, _| seen.contains_key(cid));
     }

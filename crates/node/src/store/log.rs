@@ -136,14 +136,6 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log store at `dir`.
-    ///
-    /// The DB is created only if `dir` is absent or an empty directory. A
-    /// non-empty directory must already hold a RocksDB with exactly Cairn's
-    /// column families, checked by reading its MANIFEST before opening; a
-    /// directory left by an interrupted first start, another program or a
-    /// damaged DB is reported, never repaired or overwritten: the operator
-    /// decides whether to wipe it.
     /// The identity recorded in the log store at `dir`, read without writing
     /// anything (a read-only RocksDB open), so a member can refuse a data dir
     /// that is not its own and leave it exactly as it was. None: no store yet.
@@ -159,16 +151,7 @@ impl LogStore {
             Err(source) => return Err(OpenError::Dir { path, source }),
         }
         let opts = Options::default();
-        let mut found = DB::list_cf(&opts, dir).map_err(|source| OpenError::NotADb {
-            path: path.clone(),
-            source,
-        })?;
-        found.sort();
-        let mut expected = COLUMN_FAMILIES.map(String::from).to_vec();
-        expected.sort();
-        if found != expected {
-            return Err(OpenError::ColumnFamilies { path, found });
-        }
+        check_column_families(&opts, dir)?;
         let db =
             DB::open_cf_for_read_only(&opts, dir, [CF_LOGS, CF_META], false).map_err(|source| {
                 OpenError::Open {
@@ -182,6 +165,14 @@ impl LogStore {
         })
     }
 
+    /// Opens (or creates) the log store at `dir`.
+    ///
+    /// The DB is created only if `dir` is absent or an empty directory. A
+    /// non-empty directory must already hold a RocksDB with exactly Cairn's
+    /// column families, checked by reading its MANIFEST before opening; a
+    /// directory left by an interrupted first start, another program or a
+    /// damaged DB is reported, never repaired or overwritten: the operator
+    /// decides whether to wipe it.
     pub fn open(dir: &Path) -> Result<LogStore, OpenError> {
         let path = dir.to_path_buf();
         let dir_err = |source| OpenError::Dir {
@@ -204,16 +195,7 @@ impl LogStore {
         // flushed and would pin old WAL files; this bound forces its flush.
         opts.set_max_total_wal_size(256 << 20);
         if !fresh {
-            let mut found = DB::list_cf(&opts, dir).map_err(|source| OpenError::NotADb {
-                path: path.clone(),
-                source,
-            })?;
-            found.sort();
-            let mut expected = COLUMN_FAMILIES.map(String::from).to_vec();
-            expected.sort();
-            if found != expected {
-                return Err(OpenError::ColumnFamilies { path, found });
-            }
+            check_column_families(&opts, dir)?;
         }
         let cfs =
             [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
@@ -396,6 +378,23 @@ fn read_err(msg: impl Display) -> StorageError {
 }
 
 /// Reads and decodes one `meta` key; `mk` picks the openraft error subject.
+/// A non-empty store must hold exactly Cairn's column families (read from
+/// the MANIFEST, without opening the DB).
+fn check_column_families(opts: &Options, dir: &Path) -> Result<(), OpenError> {
+    let path = dir.to_path_buf();
+    let mut found = DB::list_cf(opts, dir).map_err(|source| OpenError::NotADb {
+        path: path.clone(),
+        source,
+    })?;
+    found.sort();
+    let mut expected = COLUMN_FAMILIES.map(String::from).to_vec();
+    expected.sort();
+    if found != expected {
+        return Err(OpenError::ColumnFamilies { path, found });
+    }
+    Ok(())
+}
+
 fn read_meta<T: DeserializeOwned>(
     db: &DB,
     key: &[u8],
