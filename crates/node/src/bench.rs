@@ -132,8 +132,11 @@ pub async fn write(endpoints: Vec<String>, clients: usize, duration: Duration) -
 /// the Raft writes per second the sessions cause, beside what a design that
 /// replicated every keepalive would need.
 pub async fn sessions(endpoints: Vec<String>, n: usize, duration: Duration) -> Result<()> {
-    if n == 0 || n > 100_000 {
-        bail!("--sessions must be in 1..=100000");
+    if n == 0 || n > cairn_node::fleet::MAX_CHUNKS {
+        bail!(
+            "--sessions must be in 1..={}",
+            cairn_node::fleet::MAX_CHUNKS
+        );
     }
     let client = MetaClient::new(endpoints.clone())?;
     let config = client.read("config", false).await?;

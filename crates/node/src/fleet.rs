@@ -58,8 +58,13 @@ impl FleetConfig {
     }
 }
 
+/// Most chunks one fleet simulates.
+pub const MAX_CHUNKS: usize = 40_000;
+
 #[derive(thiserror::Error, Debug)]
 pub enum FleetError {
+    #[error("{0} chunks: one fleet simulates at most {MAX_CHUNKS}")]
+    TooMany(usize),
     #[error("cannot set up the topology: {0}")]
     Topology(String),
     #[error("fleet state file {path}: {reason}")]
@@ -149,6 +154,10 @@ impl Fleet {
     /// Builds the topology (zones > racks > one brick per rack, found or
     /// created by name), then starts every chunk's session loop.
     pub async fn start(cfg: FleetConfig) -> Result<Fleet, FleetError> {
+        // Simulated data addresses are 127.0.0.1:20000+i.
+        if cfg.chunks > MAX_CHUNKS {
+            return Err(FleetError::TooMany(cfg.chunks));
+        }
         let client = MetaClient::new(cfg.endpoints.clone())
             .map_err(|e| FleetError::Topology(e.to_string()))?;
         let bricks = if cfg.zones == 0 {

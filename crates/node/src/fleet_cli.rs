@@ -83,8 +83,8 @@ pub fn record_control(addr: SocketAddr) -> Result<()> {
 }
 
 pub async fn run(endpoints: Vec<String>, a: FleetRun) -> Result<()> {
-    if a.chunks == 0 || a.chunks > 100_000 {
-        bail!("--chunks must be in 1..=100000");
+    if a.chunks == 0 || a.chunks > cairn_node::fleet::MAX_CHUNKS {
+        bail!("--chunks must be in 1..={}", cairn_node::fleet::MAX_CHUNKS);
     }
     let mut cfg = FleetConfig::new(endpoints, a.chunks);
     cfg.zones = a.zones;

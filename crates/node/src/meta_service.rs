@@ -105,12 +105,16 @@ pub fn cmd_status(e: &CmdError) -> Status {
     }
 }
 
-/// Commands only the leader's own runners may propose: a client that could
-/// would expire a healthy chunk or switch on a behaviour some member lacks.
+/// Commands only the leader's own runners (or the Chunk service) may
+/// propose: a client that could would end a healthy chunk's session or
+/// switch on a behaviour some member lacks.
 fn leader_only(c: &Cmd) -> bool {
     matches!(
         c,
-        Cmd::ExpireSession { .. } | Cmd::SessionCheckpoint { .. } | Cmd::ActivateFeature { .. }
+        Cmd::ExpireSession { .. }
+            | Cmd::CloseSession { .. }
+            | Cmd::SessionCheckpoint { .. }
+            | Cmd::ActivateFeature { .. }
     )
 }
 

@@ -143,10 +143,14 @@ impl Node {
         }
         let log_dir = cfg.data_dir.join("raft");
         // The cluster this member is asked to be part of, if it is told.
+        let found = LogStore::peek_identity(&log_dir)?;
         let wanted = match (&cfg.init, &cfg.join) {
             (Some(members), _) => {
                 Some((cluster_id_of(members), "the --init member list".to_string()))
             }
+            // A member that already holds an identity restarts without
+            // asking anyone (the member it joined through may be down).
+            (None, Some(_)) if found.is_some() => None,
             (None, Some(via)) => {
                 Some((join_cluster_id(via).await?, format!("the cluster at {via}")))
             }
@@ -155,7 +159,6 @@ impl Node {
         // Decide from a read-only look, so that a refusal leaves the data
         // dir exactly as it was, and a restart that finds no data never
         // quietly starts an empty member.
-        let found = LogStore::peek_identity(&log_dir)?;
         let cluster_id = match (found, &wanted) {
             (Some(found), _) if found.node_id != cfg.id => {
                 return Err(NodeError::WrongNode {
@@ -231,7 +234,7 @@ impl Node {
             .await;
         let (shutdown, mut stop) = watch::channel(false);
         let proposer = Proposer::new(raft.clone());
-        let sessions = Sessions::default();
+        let sessions = Sessions::new(raft.clone());
         let runner = crate::sessions::spawn_runner(
             raft.clone(),
             sm_handle.clone(),
@@ -326,7 +329,14 @@ impl Node {
     /// Stops serving and shuts Raft down.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        // Graceful shutdown waits for open streams; a hung chunk holding its
+        // keepalive stream open must not hold the member up for ever.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("open streams did not end within 5 s; stopping anyway");
+        }
         let _ = self.runner.await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");

@@ -21,10 +21,11 @@ use crate::types::Raft;
 
 /// How often the tracker looks for silent sessions.
 pub const TICK: Duration = Duration::from_millis(100);
-/// A gap between two ticks longer than this means the process was paused
-/// (SIGSTOP, a VM freeze, a swap storm): the leader re-confirms that it is
-/// still leader and rebuilds its tracker before it expires anything.
-const PAUSE: Duration = Duration::from_millis(1_000);
+/// A gap between two ticks longer than this (or than half the minimum
+/// grace, for short leases) means the process was paused (SIGSTOP, a VM
+/// freeze, a swap storm): the leader re-confirms that it is still leader
+/// and rebuilds its tracker before it expires anything.
+const PAUSE_MS: u64 = 1_000;
 
 struct Tracking {
     term: u64,
@@ -33,34 +34,52 @@ struct Tracking {
     tracker: SessionTracker,
 }
 
+/// A leader whose last quorum acknowledgement is older than this may have
+/// been replaced (followers start an election after 600 ms without it): it
+/// neither answers keepalives nor expires anything.
+const QUORUM_FRESH_MS: u64 = 500;
+
+/// Does this member lead `term`, with a quorum heard from recently? A leader
+/// cut off from its followers keeps its state (openraft 0.9 does not step
+/// down by itself), so the state alone is not enough: chunks it renewed
+/// would be expired by the majority's leader meanwhile.
+pub fn leads(raft: &Raft, term: u64) -> bool {
+    let m = raft.metrics();
+    let m = m.borrow();
+    m.state == ServerState::Leader
+        && m.current_term == term
+        && m.millis_since_quorum_ack
+            .is_some_and(|ms| ms < QUORUM_FRESH_MS)
+}
+
 /// The tracker of this member while it is leader; `None` otherwise.
 #[derive(Clone)]
 pub struct Sessions {
     inner: Arc<Mutex<Option<Tracking>>>,
     start: Instant,
-}
-
-impl Default for Sessions {
-    fn default() -> Sessions {
-        Sessions {
-            inner: Arc::default(),
-            start: Instant::now(),
-        }
-    }
+    raft: Raft,
 }
 
 impl Sessions {
+    pub fn new(raft: Raft) -> Sessions {
+        Sessions {
+            inner: Arc::default(),
+            start: Instant::now(),
+            raft,
+        }
+    }
+
     /// Monotonic milliseconds: the only clock the tracker sees.
     pub fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Runs `f` on the tracker with the current time, if this member is the
-    /// leader and its tracker is ready.
+    /// Runs `f` on the tracker with the current time, if this member leads
+    /// (with a fresh quorum acknowledgement) the term its tracker is for.
     pub fn with_tracker<R>(&self, f: impl FnOnce(&mut SessionTracker, u64) -> R) -> Option<R> {
-        let now = self.now();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.as_mut().map(|t| f(&mut t.tracker, now))
+        let t = inner.as_mut().filter(|t| leads(&self.raft, t.term))?;
+        Some(f(&mut t.tracker, self.now()))
     }
 
     /// Since when (ms on `now`) this member tracks sessions as leader.
@@ -172,55 +191,85 @@ async fn lead(
         since_ms: now,
         tracker,
     }));
+    // The tracker's commands go through one task, in order, one proposal at
+    // a time: a later checkpoint never overtakes an earlier one, and a
+    // proposal that fails is reported back so the tracker says it again.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Cmd>>(64);
+    let submitter = {
+        let (raft, proposer, sessions) = (raft.clone(), proposer.clone(), sessions.clone());
+        tokio::spawn(async move {
+            while let Some(cmds) = rx.recv().await {
+                if !leads(&raft, term) {
+                    continue; // decided in a term this member no longer leads
+                }
+                if !propose(&proposer, term, &cmds).await {
+                    sessions.with_tracker(|t, _| t.proposal_failed(&cmds));
+                }
+            }
+        })
+    };
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_tick = Instant::now();
+    let mut last_tick_ms = sessions.now();
     loop {
         ticker.tick().await;
-        let still = {
-            let m = raft.metrics();
-            let m = m.borrow();
-            m.state == ServerState::Leader && m.current_term == term
-        };
-        if !still || sessions.term() != Some(term) {
-            tracing::info!(term, "no longer leader: stopped tracking sessions");
-            return;
-        }
-        if last_tick.elapsed() > PAUSE {
-            tracing::warn!(
+        if !leads(raft, term) || sessions.term() != Some(term) {
+            tracing::info!(
                 term,
-                gap_ms = last_tick.elapsed().as_millis() as u64,
-                "the session runner was paused; re-confirming leadership before expiring anything"
+                "not (or no longer surely) leader: stopped tracking sessions"
             );
-            return;
+            break;
         }
-        last_tick = Instant::now();
-        let cmds = {
+        // The gap is measured on the tracker's own clock, right before it
+        // acts: a stall anywhere before this point counts.
+        let ticked = {
             let d = sm.read();
-            sessions
-                .with_tracker(|t, now| {
-                    if d.last_applied != applied {
-                        t.sync(now, d.state.sessions());
-                        let cfg = tracker_config(d.state.config().lease_ms, space_every_ms);
-                        if cfg != t.config() {
-                            t.set_config(cfg);
-                        }
-                        applied = d.last_applied;
+            sessions.with_tracker(|t, now| {
+                let gap = now.saturating_sub(last_tick_ms);
+                if gap > PAUSE_MS.min(t.config().min_grace_ms / 2) {
+                    return Err(gap);
+                }
+                last_tick_ms = now;
+                if d.last_applied != applied {
+                    t.sync(now, d.state.sessions());
+                    let cfg = tracker_config(d.state.config().lease_ms, space_every_ms);
+                    if cfg != t.config() {
+                        t.set_config(cfg);
                     }
-                    t.tick(now)
-                })
-                .unwrap_or_default()
+                    applied = d.last_applied;
+                }
+                Ok(t.tick(now))
+            })
         };
-        if !cmds.is_empty() {
-            // Not awaited here: the tick keeps its pace while Raft commits.
-            let proposer = proposer.clone();
-            tokio::spawn(async move { propose(&proposer, term, cmds).await });
+        match ticked {
+            None => break,
+            Some(Err(gap_ms)) => {
+                tracing::warn!(
+                    term,
+                    gap_ms,
+                    "the session runner was paused; re-confirming leadership before expiring anything"
+                );
+                break;
+            }
+            Some(Ok(cmds)) if cmds.is_empty() => {}
+            Some(Ok(cmds)) => {
+                if let Err(e) = tx.try_send(cmds) {
+                    let cmds = match e {
+                        tokio::sync::mpsc::error::TrySendError::Full(c)
+                        | tokio::sync::mpsc::error::TrySendError::Closed(c) => c,
+                    };
+                    sessions.with_tracker(|t, _| t.proposal_failed(&cmds));
+                }
+            }
         }
     }
+    drop(tx);
+    submitter.abort();
 }
 
-async fn propose(proposer: &Proposer, term: u64, cmds: Vec<Cmd>) {
-    match proposer.submit(cmds.clone()).await {
+/// Proposes the tracker's commands; false if they were not committed.
+async fn propose(proposer: &Proposer, term: u64, cmds: &[Cmd]) -> bool {
+    match proposer.submit(cmds.to_vec()).await {
         Ok((results, index)) => {
             for (cmd, r) in cmds.iter().zip(results) {
                 match (cmd, r) {
@@ -233,9 +282,11 @@ async fn propose(proposer: &Proposer, term: u64, cmds: Vec<Cmd>) {
                     (_, Ok(Reply::Done)) | (_, Ok(_)) => {}
                 }
             }
+            true
         }
         Err(status) => {
-            tracing::info!(term, error = %status.message(), "session commands not proposed")
+            tracing::info!(term, error = %status.message(), "session commands not proposed");
+            false
         }
     }
 }

@@ -336,6 +336,18 @@ impl SessionTracker {
                 }
             }
         }
+        // A session that should be listed and is not yet (an expiring one
+        // whose lease is shorter than silent_after, say) waits at most one
+        // checkpoint period, not until its next own deadline.
+        let unlisted = silent
+            .iter()
+            .any(|s| self.listed.get(&s.cid) != Some(&s.session_id));
+        if unlisted {
+            let due = self
+                .last_checkpoint_ms
+                .map_or(now, |at| at.saturating_add(cfg.checkpoint_every_ms));
+            next = next.min(due);
+        }
         self.next_scan_ms = next;
         let something_to_say = !silent.is_empty() || !self.listed.is_empty();
         if self.listed_renewed || (periodic && something_to_say) {
@@ -345,6 +357,33 @@ impl SessionTracker {
             cmds.push(Cmd::SessionCheckpoint { silent });
         }
         cmds
+    }
+
+    /// Commands `tick` returned were not committed (the proposal failed or
+    /// was dropped): say them again. An expiry is proposed again at the next
+    /// tick, a checkpoint is written again at once with the current
+    /// silences, a space report is written again.
+    pub fn proposal_failed(&mut self, cmds: &[Cmd]) {
+        for cmd in cmds {
+            match cmd {
+                Cmd::ExpireSession { cid, session_id } => {
+                    if let Some(t) = self.sessions.get_mut(cid) {
+                        if t.session_id == *session_id {
+                            t.expiry_proposed_ms = None;
+                        }
+                    }
+                }
+                Cmd::SessionCheckpoint { .. } => self.listed_renewed = true,
+                Cmd::ReportSpace { cid, space } => {
+                    if let Some(t) = self.sessions.get_mut(cid) {
+                        t.space_written = None;
+                        t.space.get_or_insert(*space);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.dirty = true;
     }
 
     /// New thresholds (the cluster's lease was changed); sessions keep
