@@ -472,6 +472,10 @@ async fn cluster_status_prints_a_table_and_json() {
     let digests: std::collections::BTreeSet<_> =
         rows.iter().map(|r| r["digest"].to_string()).collect();
     assert_eq!(digests.len(), 1);
+    let clusters: std::collections::BTreeSet<_> =
+        rows.iter().map(|r| r["cluster"].to_string()).collect();
+    assert_eq!(clusters.len(), 1, "one cluster id: {clusters:?}");
+    assert_ne!(rows[0]["cluster"], format!("{:016x}", 0), "{}", rows[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

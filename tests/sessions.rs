@@ -282,3 +282,40 @@ async fn a_paused_leader_that_wakes_up_gets_no_expiry_applied() {
         assert_eq!(c.session_id(), before[&c.cid()].unwrap());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_chunk_registering_twice_at_once_gets_one_cid() {
+    let _one = SERIAL.lock().await;
+    // Given a chunk whose first registration is retried while still running
+    // (its answer was late), both sent to the leader at once,
+    let cluster = Cluster::start(3);
+    let leader = cluster.leader_status(Duration::from_secs(30)).await;
+    let addr = cluster.members[cluster.index_of(leader.leader_id)]
+        .addr
+        .clone();
+    let register = || {
+        let addr = addr.clone();
+        async move {
+            let c = pb::chunk_client::ChunkClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap();
+            let req = pb::RegisterRequest {
+                cid: 0,
+                hostname: "twice".into(),
+                data_addr: "127.0.0.1:7999".into(),
+                ..Default::default()
+            };
+            common::wait_until(Duration::from_secs(20), "a registration", || {
+                let (mut c, req) = (c.clone(), req.clone());
+                async move { c.register(req).await.ok().map(|r| r.into_inner()) }
+            })
+            .await
+        }
+    };
+    let (a, b) = tokio::join!(register(), register());
+
+    // then both answers name the same chunk, and the cluster has one chunk.
+    assert_eq!(a.cid, b.cid);
+    let client = cluster.client();
+    assert_eq!(sessions(&client).await.len(), 1);
+}

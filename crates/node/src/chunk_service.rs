@@ -6,7 +6,9 @@
 use cairn_sched::keepalive_interval_ms;
 use cairn_state::{ChunkSpaceInfo, ChunkState, Cmd, Reply};
 use openraft::error::ForwardToLeader;
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Mutex;
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -22,6 +24,24 @@ pub struct ChunkService {
     sm: SmHandle,
     proposer: Proposer,
     sessions: Sessions,
+    /// (hostname, data_addr) of new chunks whose registration is being
+    /// proposed: a retry meanwhile waits instead of creating a second chunk.
+    registering: Mutex<HashSet<(String, String)>>,
+}
+
+/// Removes a registration from `registering` when it ends, however it ends.
+struct Registering<'a> {
+    set: &'a Mutex<HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl Drop for Registering<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 impl ChunkService {
@@ -31,6 +51,7 @@ impl ChunkService {
             sm,
             proposer,
             sessions,
+            registering: Mutex::default(),
         }
     }
 
@@ -126,9 +147,25 @@ impl pb::chunk_server::Chunk for ChunkService {
                     .map(|c| c.cid)
             })
             .flatten();
+        let mut _in_flight = None;
         let cid = if let Some(cid) = known {
             cid
         } else if r.cid == 0 {
+            let key = (r.hostname.clone(), r.data_addr.clone());
+            if !self
+                .registering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone())
+            {
+                return Err(Status::unavailable(
+                    "this chunk's registration is already in progress; retry",
+                ));
+            }
+            _in_flight = Some(Registering {
+                set: &self.registering,
+                key,
+            });
             let cmd = Cmd::RegisterChunk {
                 hostname: r.hostname,
                 data_addr: r.data_addr,

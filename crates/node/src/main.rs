@@ -429,7 +429,8 @@ async fn status(client: &MetaClient, endpoints: &[String], json: bool) -> Result
             .iter()
             .map(|(addr, r)| match r {
                 Ok(s) => serde_json::json!({
-                    "endpoint": addr, "id": s.node_id, "role": role(s), "term": s.term,
+                    "endpoint": addr, "cluster": format!("{:016x}", s.cluster_id),
+                    "id": s.node_id, "role": role(s), "term": s.term,
                     "leader": s.leader_id, "last_log": s.last_log_index, "applied": s.applied_index,
                     "lag": lag(s.node_id), "digest": format!("{:016x}", s.state_digest),
                     "chunks": s.chunks, "volumes": s.volumes, "extents": s.extents,
