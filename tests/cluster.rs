@@ -221,28 +221,17 @@ async fn a_data_dir_of_another_member_or_cluster_or_none_is_refused() {
     cluster.kill(2);
     // Member 3's data dir started as member 9.
     let m = &cluster.members[2];
-    let out = std::process::Command::new(common::BIN)
-        .args(["server", "--id", "9", "--listen", &m.addr])
-        .arg("--data-dir")
-        .arg(&m.dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&["--id", "9", "--listen", &m.addr], &m.dir);
     assert!(err.contains("belongs to node 3, not node 9"), "{err}");
 
     // The same data dir given to member 3 of another cluster (another
     // --init list) is refused too, naming the dir, and left as it was.
     let before = dir_contents(&m.dir);
     let other = format!("1=127.0.0.1:{},3={}", common::free_port(), m.addr);
-    let out = std::process::Command::new(common::BIN)
-        .args(["server", "--id", "3", "--listen", &m.addr, "--init", &other])
-        .arg("--data-dir")
-        .arg(&m.dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(
+        &["--id", "3", "--listen", &m.addr, "--init", &other],
+        &m.dir,
+    );
     assert!(err.contains("belongs to cluster"), "{err}");
     assert!(err.contains(&m.dir.display().to_string()), "{err}");
     assert_eq!(dir_contents(&m.dir), before, "nothing on disk changed");
@@ -250,14 +239,7 @@ async fn a_data_dir_of_another_member_or_cluster_or_none_is_refused() {
     // A restart that finds no data (a wrong or lost --data-dir) does not
     // start an empty member: it refuses and creates nothing.
     let missing = m.dir.with_file_name("never-created");
-    let out = std::process::Command::new(common::BIN)
-        .args(["server", "--id", "3", "--listen", &m.addr])
-        .arg("--data-dir")
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&["--id", "3", "--listen", &m.addr], &missing);
     assert!(err.contains("holds no cluster"), "{err}");
     assert!(!missing.exists(), "nothing was created");
 
@@ -281,6 +263,20 @@ async fn a_data_dir_of_another_member_or_cluster_or_none_is_refused() {
     cluster.restart(2);
     let index = write_chunks(&cluster, 3).await;
     cluster.wait_converged(index, Duration::from_secs(15)).await;
+}
+
+/// Runs `cairn server ARGS --data-dir DIR`, which must refuse to start
+/// (non-zero exit); returns its stderr.
+fn refused_start(args: &[&str], dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(common::BIN)
+        .arg("server")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "cairn server {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Every file under `dir` with its bytes, except RocksDB's own info logs

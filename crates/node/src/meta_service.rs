@@ -170,17 +170,7 @@ impl pb::meta_server::Meta for MetaService {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         if !request.get_ref().stale {
-            match self.raft.ensure_linearizable().await {
-                Ok(_) => {}
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    return Err(not_leader(&f))
-                }
-                Err(e) => {
-                    return Err(Status::unavailable(format!(
-                        "linearizable read failed: {e}"
-                    )))
-                }
-            }
+            self.linearizable().await?;
         }
         let m = self.raft.metrics().borrow().clone();
         let leader_addr = m
