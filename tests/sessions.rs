@@ -319,3 +319,92 @@ async fn a_new_chunk_registering_twice_at_once_gets_one_cid() {
     let client = cluster.client();
     assert_eq!(sessions(&client).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_wire_renews_on_the_leader_redirects_from_followers_and_drops_garbage() {
+    use cairn_node::meta_service::LEADER_KEY;
+    use cairn_node::session_wire::{WireClient, MAGIC};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tonic::Code;
+
+    let _one = SERIAL.lock().await;
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let leader_addr = cluster.addrs()[cluster.index_of(leader)].clone();
+    let follower_addr = cluster
+        .addrs()
+        .into_iter()
+        .find(|a| *a != leader_addr)
+        .expect("a follower");
+    // Given a chunk with a session (the fleet keeps alive on the wire),
+    let fleet = fleet(&cluster, 1).await;
+    let (cid, session_id) = (fleet.chunks()[0].cid(), fleet.chunks()[0].session_id());
+    let wire = WireClient::default();
+    let ka = |session_id| pb::KeepAliveRequest {
+        cid,
+        session_id,
+        space: None,
+        results: vec![],
+    };
+    let wait = Duration::from_secs(5);
+
+    // the leader renews it and answers with the lease,
+    let ok = wire
+        .keepalive(&leader_addr, ka(session_id), wait)
+        .await
+        .expect("the leader renews the session");
+    assert_eq!(ok.lease_ms, 14_000);
+    assert_eq!(ok.keepalive_ms, keepalive_interval_ms(14_000));
+    // an unknown session is told to register again,
+    let gone = wire
+        .keepalive(&leader_addr, ka(session_id + 1000), wait)
+        .await
+        .expect_err("an unknown session");
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    // and a follower names the leader.
+    let redirect = wire
+        .keepalive(&follower_addr, ka(session_id), wait)
+        .await
+        .expect_err("a follower does not serve sessions");
+    assert_eq!(redirect.code(), Code::Unavailable, "{redirect:?}");
+    assert_eq!(
+        redirect
+            .metadata()
+            .get(LEADER_KEY)
+            .and_then(|v| v.to_str().ok()),
+        Some(leader_addr.as_str())
+    );
+
+    // A connection that starts like the wire but is not, and one that
+    // announces an oversized frame, are closed; the member keeps serving.
+    let closed = |hello: Vec<u8>| {
+        let addr = leader_addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            s.write_all(&hello).await.expect("write");
+            let mut buf = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+                .await
+                .expect("the member closes the connection in time");
+            assert!(matches!(n, Ok(0) | Err(_)), "expected EOF, got {n:?}");
+        }
+    };
+    closed(b"CAIRNXX1".to_vec()).await;
+    let mut big = MAGIC.to_vec();
+    big.extend_from_slice(&u32::MAX.to_be_bytes());
+    closed(big).await;
+    let before = fleet.chunks()[0].keepalives();
+    let status = cluster
+        .client()
+        .status_of(&leader_addr, true)
+        .await
+        .expect("gRPC on the same port still answers");
+    assert_eq!(status.node_id, leader);
+    common::wait_until(Duration::from_secs(10), "the chunk keeps alive", || async {
+        (fleet.chunks()[0].keepalives() > before).then_some(())
+    })
+    .await;
+    drop(fleet);
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
-use cairn_node::fleet::{Fleet, FleetConfig};
+use cairn_node::fleet::{Fleet, FleetConfig, Transport};
 use cairn_node::types::pb;
 use cairn_state::{Cmd, CreateVolume, Provisioning, Reply, UpdateExtent, EXTENT_SIZE_BYTES};
 
@@ -129,9 +129,15 @@ pub async fn write(endpoints: Vec<String>, clients: usize, duration: Duration) -
 
 /// `cairn bench sessions`: `n` simulated chunks keeping alive once a second
 /// (lease 7 s) against a running cluster; prints the leader's CPU share and
-/// the Raft writes per second the sessions cause, beside what a design that
-/// replicated every keepalive would need.
-pub async fn sessions(endpoints: Vec<String>, n: usize, duration: Duration) -> Result<()> {
+/// the Raft writes per second the sessions cause, for gRPC streams and the
+/// session wire side by side, beside what a design that replicated every
+/// keepalive would need.
+pub async fn sessions(
+    endpoints: Vec<String>,
+    n: usize,
+    duration: Duration,
+    chunks_per_conn: usize,
+) -> Result<()> {
     if n == 0 || n > cairn_node::fleet::MAX_CHUNKS {
         bail!(
             "--sessions must be in 1..={}",
@@ -160,6 +166,7 @@ pub async fn sessions(endpoints: Vec<String>, n: usize, duration: Duration) -> R
     let mut cfg = FleetConfig::new(endpoints.clone(), n);
     cfg.zones = 0;
     cfg.host_prefix = format!("bench-sessions-{}", std::process::id());
+    cfg.chunks_per_conn = chunks_per_conn;
     let started = Instant::now();
     let fleet = Fleet::start(cfg).await?;
     let registered = fleet.wait_registered(Duration::from_secs(300)).await;
@@ -176,37 +183,71 @@ pub async fn sessions(endpoints: Vec<String>, n: usize, duration: Duration) -> R
     let leader = leader_of(&client, &endpoints).await?;
     let keepalives = || -> u64 { fleet.chunks().iter().map(|c| c.keepalives()).sum() };
     let registrations = || -> u64 { fleet.chunks().iter().map(|c| c.registrations()).sum() };
-    let (cpu0, log0, ka0, reg0, t0) = (
-        cpu_seconds(leader.pid)?,
-        leader.last_log_index,
-        keepalives(),
-        registrations(),
-        Instant::now(),
-    );
-    tokio::time::sleep(duration).await;
-    let after = client
-        .status_of(&leader_addr(&leader, &endpoints), true)
-        .await?;
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = (cpu_seconds(leader.pid)? - cpu0) / secs;
-    let entries = after.last_log_index.saturating_sub(log0) as f64 / secs;
-    let ka = (keepalives() - ka0) as f64 / secs;
-    let reregistered = registrations() - reg0;
-    if after.node_id != leader.node_id || after.leader_id != leader.node_id {
-        bail!("the leader changed during the measurement; run again");
+    // The same fleet, side by side: the gRPC-stream baseline, then the
+    // session wire. Each phase settles first (streams open, connections
+    // form) so only steady keepalives are measured.
+    let mut cpus = vec![];
+    for (name, transport) in [
+        ("grpc streams", Transport::GrpcStream),
+        ("session wire", Transport::Wire),
+    ] {
+        fleet.set_transport(transport);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (cpu0, log0, ka0, reg0, t0) = (
+            cpu_seconds(leader.pid)?,
+            status_of_leader(&client, &leader, &endpoints)
+                .await?
+                .last_log_index,
+            keepalives(),
+            registrations(),
+            Instant::now(),
+        );
+        tokio::time::sleep(duration).await;
+        let after = status_of_leader(&client, &leader, &endpoints).await?;
+        let secs = t0.elapsed().as_secs_f64();
+        let cpu = (cpu_seconds(leader.pid)? - cpu0) / secs;
+        let entries = after.last_log_index.saturating_sub(log0) as f64 / secs;
+        let ka = (keepalives() - ka0) as f64 / secs;
+        let reregistered = registrations() - reg0;
+        if after.node_id != leader.node_id || after.leader_id != leader.node_id {
+            bail!("the leader changed during the measurement; run again");
+        }
+        println!(
+            "{name:<13} sessions {n}  keepalives/s {ka:>8.0}  leader CPU {:>5.1}% of one core  raft writes/s {entries:>6.2}  re-registrations {reregistered}",
+            cpu * 100.0
+        );
+        if name == "session wire" {
+            let ratio = if entries > 0.0 {
+                format!("{:.0}x as many", ka / entries)
+            } else {
+                "vs none here".to_string()
+            };
+            println!("a design replicating every keepalive: {ka:.0} raft writes/s ({ratio})");
+        }
+        cpus.push(cpu);
     }
-    println!(
-        "sessions {n}  keepalives/s {ka:>8.0}  leader CPU {:>5.1}% of one core  raft writes/s {entries:>6.2}  re-registrations {reregistered}",
-        cpu * 100.0
-    );
-    let ratio = if entries > 0.0 {
-        format!("{:.0}x as many", ka / entries)
-    } else {
-        "vs none here".to_string()
-    };
-    println!("a design replicating every keepalive: {ka:.0} raft writes/s ({ratio})");
+    if let [grpc, wire] = cpus[..] {
+        if wire > 0.0 {
+            println!(
+                "leader CPU: session wire {:.1}% vs grpc streams {:.1}% ({:.1}x less)",
+                wire * 100.0,
+                grpc * 100.0,
+                grpc / wire
+            );
+        }
+    }
     drop(fleet);
     Ok(())
+}
+
+async fn status_of_leader(
+    client: &MetaClient,
+    leader: &pb::StatusResponse,
+    endpoints: &[String],
+) -> Result<pb::StatusResponse> {
+    Ok(client
+        .status_of(&leader_addr(leader, endpoints), true)
+        .await?)
 }
 
 async fn leader_of(client: &MetaClient, endpoints: &[String]) -> Result<pb::StatusResponse> {

@@ -269,23 +269,39 @@ fn renew(
     sessions: &Sessions,
     r: pb::KeepAliveRequest,
 ) -> Result<pb::KeepAliveResponse, Status> {
-    let space = checked_space(r.space.as_ref())?;
+    renew_all(raft, sessions, std::iter::once(Some(r)))
+        .pop()
+        .unwrap_or_else(|| Err(Status::internal("no keepalive result")))
+}
+
+/// Renews a batch of keepalives under one lock of the tracker (the session
+/// wire hands over everything that arrived on a connection at once). One
+/// result per request, in order; `None` is a frame without a keepalive.
+pub fn renew_all(
+    raft: &Raft,
+    sessions: &Sessions,
+    reqs: impl ExactSizeIterator<Item = Option<pb::KeepAliveRequest>>,
+) -> Vec<Result<pb::KeepAliveResponse, Status>> {
+    let n = reqs.len();
     let renewed = sessions.with_tracker(|t, now| {
-        let lease_ms = t.keepalive(now, r.cid, r.session_id)?;
-        if let Some(space) = space {
-            t.report_space(r.cid, r.session_id, space);
-        }
-        Ok::<_, cairn_sched::KeepAliveError>(lease_ms)
+        reqs.map(|r| {
+            let r = r.ok_or_else(|| Status::invalid_argument("a frame without a keepalive"))?;
+            let space = checked_space(r.space.as_ref())?;
+            let lease_ms = t
+                .keepalive(now, r.cid, r.session_id)
+                .map_err(|e| Status::not_found(e.to_string()))?;
+            if let Some(space) = space {
+                t.report_space(r.cid, r.session_id, space);
+            }
+            Ok(pb::KeepAliveResponse {
+                lease_ms,
+                keepalive_ms: keepalive_interval_ms(lease_ms),
+                commands: vec![],
+            })
+        })
+        .collect()
     });
-    match renewed {
-        None => Err(not_serving(raft)),
-        Some(Err(e)) => Err(Status::not_found(e.to_string())),
-        Some(Ok(lease_ms)) => Ok(pb::KeepAliveResponse {
-            lease_ms,
-            keepalive_ms: keepalive_interval_ms(lease_ms),
-            commands: vec![],
-        }),
-    }
+    renewed.unwrap_or_else(|| vec![Err(not_serving(raft)); n])
 }
 
 /// Why a member cannot serve sessions right now: the leader's address for

@@ -18,6 +18,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::chunk_service::space_to_pb;
 use crate::client::{ClientError, MetaClient};
 use crate::meta_service::LEADER_KEY;
+use crate::session_wire::WireClient;
 use crate::types::pb;
 
 #[derive(Clone, Debug)]
@@ -39,6 +40,31 @@ pub struct FleetConfig {
     pub state_file: Option<PathBuf>,
     /// Prefix of the simulated hostnames.
     pub host_prefix: String,
+    /// How the chunks send keepalives (switchable while running).
+    pub transport: Transport,
+    /// Chunks sharing one session connection per member (0: the whole
+    /// fleet shares one, as a host agent would for its chunks).
+    pub chunks_per_conn: usize,
+}
+
+/// How a simulated chunk sends its keepalives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// The session wire (length-prefixed frames; crate::session_wire).
+    Wire,
+    /// One gRPC `KeepAliveStream` per chunk (the baseline).
+    GrpcStream,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Transport, String> {
+        match s {
+            "wire" => Ok(Transport::Wire),
+            "grpc" => Ok(Transport::GrpcStream),
+            _ => Err(format!("unknown transport {s:?}: expected wire or grpc")),
+        }
+    }
 }
 
 impl FleetConfig {
@@ -54,6 +80,8 @@ impl FleetConfig {
             bandwidth_mb_s: 200,
             state_file: None,
             host_prefix: "sim".into(),
+            transport: Transport::Wire,
+            chunks_per_conn: 0,
         }
     }
 }
@@ -136,6 +164,7 @@ pub struct Fleet {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     control: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     stop: Arc<Notify>,
+    grpc_streams: Arc<AtomicBool>,
 }
 
 impl Drop for Fleet {
@@ -196,10 +225,26 @@ impl Fleet {
             lock: Mutex::new(()),
         });
         let channels = Channels::default();
+        let grpc_streams = Arc::new(AtomicBool::new(cfg.transport == Transport::GrpcStream));
+        let per_conn = if cfg.chunks_per_conn == 0 {
+            cfg.chunks.max(1)
+        } else {
+            cfg.chunks_per_conn
+        };
+        let wires: Vec<Arc<WireClient>> = (0..cfg.chunks.div_ceil(per_conn))
+            .map(|_| Arc::default())
+            .collect();
         let tasks = chunks
             .iter()
             .map(|c| {
-                let conn = Conn::new(cfg.endpoints.clone(), channels.clone());
+                let conn = Conn {
+                    endpoints: cfg.endpoints.clone(),
+                    next: 0,
+                    leader: None,
+                    channels: channels.clone(),
+                    wire: wires[c.index / per_conn].clone(),
+                    grpc_streams: grpc_streams.clone(),
+                };
                 let (c, cfg, state) = (c.clone(), cfg.clone(), state.clone());
                 tokio::spawn(async move { chunk_loop(c, conn, cfg, state).await })
             })
@@ -209,7 +254,14 @@ impl Fleet {
             tasks,
             control: None,
             stop,
+            grpc_streams,
         })
+    }
+
+    /// Switches how every chunk sends its next keepalives.
+    pub fn set_transport(&self, t: Transport) {
+        self.grpc_streams
+            .store(t == Transport::GrpcStream, Ordering::Relaxed);
     }
 
     pub fn chunks(&self) -> &[Arc<SimChunk>] {
@@ -376,20 +428,14 @@ struct Conn {
     leader: Option<String>,
     /// Shared by the fleet: one HTTP/2 connection per member, multiplexed.
     channels: Channels,
+    /// Shared by `chunks_per_conn` chunks: one session wire per member.
+    wire: Arc<WireClient>,
+    grpc_streams: Arc<AtomicBool>,
 }
 
 type Channels = Arc<Mutex<HashMap<String, Channel>>>;
 
 impl Conn {
-    fn new(endpoints: Vec<String>, channels: Channels) -> Conn {
-        Conn {
-            endpoints,
-            next: 0,
-            leader: None,
-            channels,
-        }
-    }
-
     fn client(&mut self) -> Option<(String, pb::chunk_client::ChunkClient<Channel>)> {
         let addr = match &self.leader {
             Some(l) => l.clone(),
@@ -501,7 +547,13 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
             };
             // A keepalive that takes longer than an interval is as good as lost.
             let wait = interval.max(Duration::from_millis(500));
-            match stream.keepalive(&addr, &mut client, req, wait).await {
+            let r = if conn.grpc_streams.load(Ordering::Relaxed) {
+                stream.keepalive(&addr, &mut client, req, wait).await
+            } else {
+                stream.close();
+                conn.wire.keepalive(&addr, req, wait).await
+            };
+            match r {
                 Ok(r) => {
                     c.keepalives.fetch_add(1, Ordering::Relaxed);
                     acked_space = Some(space);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
-use cairn_node::fleet::{Fleet, FleetConfig};
+use cairn_node::fleet::{Fleet, FleetConfig, Transport};
 use cairn_node::types::pb;
 use clap::{Args, Subcommand};
 
@@ -37,6 +37,14 @@ pub struct FleetRun {
     /// Control address (127.0.0.1 only) for `cairn fleet stop|start|list`.
     #[arg(long, default_value = "127.0.0.1:0")]
     control: SocketAddr,
+    /// How chunks keep alive: `wire` (the session wire: length-prefixed
+    /// frames on the members' port) or `grpc` (one gRPC stream per chunk).
+    #[arg(long, default_value = "wire")]
+    transport: Transport,
+    /// Chunks sharing one session connection per member (0: all of them,
+    /// like one host agent; 1: a connection per chunk).
+    #[arg(long, default_value_t = 0)]
+    chunks_per_conn: usize,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +101,8 @@ pub async fn run(endpoints: Vec<String>, a: FleetRun) -> Result<()> {
     cfg.capabilities = a.capabilities;
     cfg.bandwidth_mb_s = a.bandwidth;
     cfg.state_file = a.state;
+    cfg.transport = a.transport;
+    cfg.chunks_per_conn = a.chunks_per_conn;
     let mut fleet = Fleet::start(cfg).await?;
     let control = fleet.serve_control(a.control).await?;
     record_control(control)?;

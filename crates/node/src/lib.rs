@@ -9,6 +9,7 @@ pub mod network;
 pub mod node;
 pub mod propose;
 pub mod raft_service;
+pub mod session_wire;
 pub mod sessions;
 pub mod store;
 pub mod types;

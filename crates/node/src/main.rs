@@ -9,6 +9,13 @@ use cairn_node::client::MetaClient;
 use cairn_node::node::{Node, NodeConfig};
 use clap::{Parser, Subcommand};
 
+// glibc's malloc consolidates its fast bins on every large request: after
+// a burst of small frees (10,000 chunk streams, say) each 8 KiB gRPC buffer
+// walked them, a third of an idle leader's CPU. mimalloc has no such pass
+// (docs/sessions.md, "The session wire", has the figures).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod cli;
 mod dev;
@@ -168,7 +175,9 @@ enum BenchCmd {
     },
     /// Simulated chunks keeping alive once a second (the bench sets the
     /// lease to 7 s while they register, then restores it); prints the
-    /// leader's CPU share and the Raft writes per second the sessions cause.
+    /// leader's CPU share and the Raft writes per second the sessions cause,
+    /// first with one gRPC stream per chunk (the baseline), then on the
+    /// session wire.
     /// The leader must run on this machine (its CPU is read from /proc).
     ///
     ///   cairn bench sessions --sessions 10000 --duration 30s
@@ -177,6 +186,10 @@ enum BenchCmd {
         sessions: usize,
         #[arg(long, default_value = "20s", value_parser = parse_duration)]
         duration: std::time::Duration,
+        /// Chunks sharing one session connection to the leader (0: all of
+        /// them; 1: a connection per chunk, as separate hosts would).
+        #[arg(long, default_value_t = 0)]
+        chunks_per_conn: usize,
     },
 }
 
@@ -323,8 +336,21 @@ async fn run(cli: Cli) -> Result<()> {
             cmd: BenchCmd::Write { clients, duration },
         } => bench::write(endpoints(&cli.endpoints)?, clients, duration).await,
         Command::Bench {
-            cmd: BenchCmd::Sessions { sessions, duration },
-        } => bench::sessions(endpoints(&cli.endpoints)?, sessions, duration).await,
+            cmd:
+                BenchCmd::Sessions {
+                    sessions,
+                    duration,
+                    chunks_per_conn,
+                },
+        } => {
+            bench::sessions(
+                endpoints(&cli.endpoints)?,
+                sessions,
+                duration,
+                chunks_per_conn,
+            )
+            .await
+        }
     }
 }
 

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 use crate::chunk_service::ChunkService;
 use crate::client::MetaClient;
@@ -18,6 +17,7 @@ use crate::meta_service::MetaService;
 use crate::network::Network;
 use crate::propose::Proposer;
 use crate::raft_service::RaftService;
+use crate::session_wire;
 use crate::sessions::Sessions;
 use crate::store::log::{Identity, LogStore};
 use crate::store::sm::{SmHandle, StateMachineStore};
@@ -260,7 +260,7 @@ impl Node {
                 ChunkService::new(raft.clone(), sm_handle.clone(), proposer, sessions.clone())
                     .into_server(),
             );
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = split_listener(listener, raft.clone(), sessions.clone(), stop.clone());
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|s| *s).await;
         }));
@@ -342,6 +342,61 @@ impl Node {
             tracing::warn!(error = %e, "raft shutdown");
         }
     }
+}
+
+/// Accepts connections on the member's one port and sorts them by their
+/// first byte: the session wire's magic goes to its handler, everything else
+/// (HTTP/2, whose preface starts with "PRI") to the gRPC server.
+fn split_listener(
+    listener: TcpListener,
+    raft: Raft,
+    sessions: Sessions,
+    mut stop: watch::Receiver<bool>,
+) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
+    let (grpc, rx) = tokio::sync::mpsc::channel::<TcpStream>(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the
+                    // connections already open, try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (grpc, raft, sessions, stop) =
+                (grpc.clone(), raft.clone(), sessions.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                let peeked = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    stream.peek(&mut first),
+                )
+                .await;
+                match peeked {
+                    Ok(Ok(1)) if first[0] == session_wire::MAGIC[0] => {
+                        session_wire::serve(stream, raft, sessions, stop).await
+                    }
+                    Ok(Ok(1)) => {
+                        let _ = grpc.send(stream).await;
+                    }
+                    // Closed, failed or silent before saying anything.
+                    _ => {}
+                }
+            });
+        }
+    });
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|s| (Ok(s), rx)) },
+    )
 }
 
 /// Asks a member of a running cluster for its cluster id.
