@@ -8,6 +8,7 @@
 use crate::chunk::{Chunk, ChunkSpaceInfo, ChunkState, Session, MAX_SILENT_MS};
 use crate::cmd::{Cmd, CreateVolume, EntryMeta, Reply, SilentSession, UpdateExtent};
 use crate::config::{ConfigError, MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::copy::{FinishCopy, IssueCopy, RunningCopy};
 use crate::error::{CmdError, LocError};
 use crate::state::State;
 use crate::topology::{TopoKind, TopoNode};
@@ -26,7 +27,7 @@ impl State {
     pub fn apply(&mut self, meta: EntryMeta, cmd: &Cmd) -> Result<Reply, CmdError> {
         self.check_position(meta)?;
         let now_ms = self.now_ms.max(meta.leader_time_ms);
-        let reply = self.apply_cmd(cmd, now_ms)?;
+        let reply = self.apply_cmd(cmd, now_ms, meta.term)?;
         self.advance(meta, now_ms);
         Ok(reply)
     }
@@ -40,7 +41,10 @@ impl State {
             return cmds.iter().map(|_| Err(e.clone())).collect();
         }
         let now_ms = self.now_ms.max(meta.leader_time_ms);
-        let results: Vec<_> = cmds.iter().map(|cmd| self.apply_cmd(cmd, now_ms)).collect();
+        let results: Vec<_> = cmds
+            .iter()
+            .map(|cmd| self.apply_cmd(cmd, now_ms, meta.term))
+            .collect();
         if results.iter().any(Result::is_ok) {
             self.advance(meta, now_ms);
         }
@@ -65,7 +69,7 @@ impl State {
         self.now_ms = now_ms;
     }
 
-    fn apply_cmd(&mut self, cmd: &Cmd, now_ms: u64) -> Result<Reply, CmdError> {
+    fn apply_cmd(&mut self, cmd: &Cmd, now_ms: u64, term: u64) -> Result<Reply, CmdError> {
         match cmd {
             Cmd::AddTopo { kind, parent, name } => self.add_topo(*kind, *parent, name),
             Cmd::MoveTopo { id, parent } => self.move_topo(*id, *parent),
@@ -93,6 +97,9 @@ impl State {
             Cmd::SetConfig { key, value } => self.set_config(key, value),
             Cmd::ActivateFeature { name } => self.activate_feature(name),
             Cmd::SessionCheckpoint { silent } => self.session_checkpoint(silent),
+            Cmd::IssueCopy(c) => self.issue_copy(c, term, now_ms),
+            Cmd::AdoptCopies { term: t } => self.adopt_copies(*t, term),
+            Cmd::FinishCopy(f) => self.finish_copy(f),
         }
     }
 
@@ -587,6 +594,9 @@ impl State {
             .remove(&volume_id)
             .ok_or(CmdError::VolumeNotFound(volume_id))?;
         self.pid_index.remove(&v.first_pid);
+        // Copies of a deleted volume have nothing left to finish.
+        let pids = v.pids();
+        self.copies.retain(|_, c| !pids.contains(&c.pid));
         Ok(Reply::Done)
     }
 
@@ -654,6 +664,145 @@ impl State {
         e.lease_owner = owner;
         e.generation = generation;
         Ok(Reply::Generation(generation))
+    }
+
+    // ---- copies ----------------------------------------------------------
+
+    /// Checks a decided copy against the state and records it: the leader
+    /// placed it, `apply` only refuses what the state makes impossible.
+    fn issue_copy(
+        &mut self,
+        c: &IssueCopy,
+        entry_term: u64,
+        now_ms: u64,
+    ) -> Result<Reply, CmdError> {
+        let pid = c.pid;
+        let invalid = |reason: String| CmdError::InvalidCopy { pid, reason };
+        if c.term != entry_term {
+            return Err(invalid(format!(
+                "decided in term {} but proposed in term {entry_term}",
+                c.term
+            )));
+        }
+        if c.term < self.copy_term {
+            return Err(CmdError::StaleTerm {
+                term: c.term,
+                current: self.copy_term,
+            });
+        }
+        let e = *self
+            .extent(pid)
+            .ok_or(CmdError::ExtentNotFound(pid))?
+            .extent;
+        if e.generation != c.generation {
+            return Err(CmdError::GenerationMismatch {
+                pid,
+                expected: c.generation,
+                actual: e.generation,
+            });
+        }
+        if let Some(running) = self.copy_of(pid) {
+            return Err(CmdError::ExtentBusy {
+                pid,
+                copy_id: running.copy_id,
+            });
+        }
+        if !e.loc.is_alive(c.src) {
+            return Err(invalid(format!("src {} holds no alive replica", c.src)));
+        }
+        if c.dst == 0 || e.loc.contains(c.dst) {
+            return Err(invalid(format!("dst {} already holds a replica", c.dst)));
+        }
+        self.check_new_replica(c.dst)
+            .map_err(|e| invalid(format!("dst: {e}")))?;
+        if !self.has_session(c.dst) {
+            return Err(invalid(format!("dst {} has no session", c.dst)));
+        }
+        if c.replace != 0 && !e.loc.contains(c.replace) {
+            return Err(invalid(format!("replace {} holds no replica", c.replace)));
+        }
+        if c.owner != 0 && !self.has_session(c.owner) {
+            return Err(invalid(format!("owner {} has no session", c.owner)));
+        }
+        let copy_id = self.next_copy_id;
+        let next = copy_id.checked_add(1).ok_or(CmdError::IdsExhausted {
+            kind: "copy".into(),
+        })?;
+        self.copies.insert(
+            copy_id,
+            RunningCopy {
+                copy_id,
+                term: c.term,
+                kind: c.kind,
+                pid,
+                src: c.src,
+                dst: c.dst,
+                replace: c.replace,
+                owner: c.owner,
+                manual: c.manual,
+                issued_ms: now_ms,
+            },
+        );
+        self.next_copy_id = next;
+        self.copy_term = c.term;
+        Ok(Reply::Copy(copy_id))
+    }
+
+    fn adopt_copies(&mut self, term: u64, entry_term: u64) -> Result<Reply, CmdError> {
+        if term != entry_term || term < self.copy_term {
+            return Err(CmdError::StaleTerm {
+                term,
+                current: self.copy_term.max(entry_term),
+            });
+        }
+        for c in self.copies.values_mut() {
+            c.term = term;
+        }
+        self.copy_term = term;
+        Ok(Reply::Done)
+    }
+
+    fn finish_copy(&mut self, f: &FinishCopy) -> Result<Reply, CmdError> {
+        let c = self
+            .copies
+            .get(&f.copy_id)
+            .ok_or(CmdError::CopyNotFound(f.copy_id))?
+            .clone();
+        if c.term != f.term {
+            return Err(CmdError::CopyTermMismatch {
+                copy_id: c.copy_id,
+                term: f.term,
+                current: c.term,
+            });
+        }
+        let reply = match &f.update {
+            None => Reply::Done,
+            Some(u) => {
+                let invalid = |reason: String| CmdError::InvalidCopy { pid: c.pid, reason };
+                if u.pid != c.pid {
+                    return Err(invalid(format!("the result names extent {}", u.pid)));
+                }
+                // The copy's result: dst holds an alive replica now, and a
+                // migrate's `replace` has left.
+                let loc = u.loc.as_deref().unwrap_or(&[]);
+                let alive = u.alive_loc.as_deref().unwrap_or(loc);
+                if !loc.contains(&c.dst) || !alive.contains(&c.dst) {
+                    return Err(invalid(format!(
+                        "dst {} is not an alive replica in the result",
+                        c.dst
+                    )));
+                }
+                if c.replace != 0 && loc.contains(&c.replace) {
+                    return Err(invalid(format!(
+                        "replace {} is still in the result",
+                        c.replace
+                    )));
+                }
+                self.update_extent(u)?
+            }
+        };
+        self.copies.remove(&f.copy_id);
+        Ok(reply)
     }
 
     // ---- config and features -----------------------------------------------

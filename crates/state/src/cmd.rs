@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::{ChunkSpaceInfo, ChunkState};
 use crate::config::Provisioning;
+use crate::copy::{CopyId, FinishCopy, IssueCopy};
 use crate::topology::TopoKind;
 use crate::{Cid, Pid, SessionId, TopoId, VolumeId};
 
@@ -114,6 +115,16 @@ pub enum Cmd {
     SessionCheckpoint {
         silent: Vec<SilentSession>,
     },
+    /// A recover or migrate copy the leader decided (crate::copy). Returns
+    /// its id.
+    IssueCopy(IssueCopy),
+    /// A new leader takes over every running copy: they carry its term.
+    AdoptCopies {
+        term: u64,
+    },
+    /// A copy ended: done (with the extent's new location, compare-and-set
+    /// on generation) or dropped.
+    FinishCopy(FinishCopy),
 }
 
 /// A session the leader has not heard from for `silent_ms`.
@@ -170,4 +181,5 @@ pub enum Reply {
     },
     /// The extent's generation after the update.
     Generation(u64),
+    Copy(CopyId),
 }

@@ -84,6 +84,20 @@ pub enum CmdError {
     },
     #[error("extent {0}: generation cannot grow any further")]
     GenerationExhausted(Pid),
+    #[error("copies of term {term} are refused: term {current} already issued or adopted copies")]
+    StaleTerm { term: u64, current: u64 },
+    #[error("copy {0} is not running")]
+    CopyNotFound(u64),
+    #[error("copy {copy_id} carries term {current}, not {term}: a deposed leader's result")]
+    CopyTermMismatch {
+        copy_id: u64,
+        term: u64,
+        current: u64,
+    },
+    #[error("extent {pid} already has copy {copy_id} running")]
+    ExtentBusy { pid: Pid, copy_id: u64 },
+    #[error("invalid copy of extent {pid}: {reason}")]
+    InvalidCopy { pid: Pid, reason: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("invalid feature name {0:?}: use 1-64 of [a-z0-9_]")]

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::chunk::{Chunk, ChunkState, Session};
 use crate::config::{ClusterConfig, Provisioning};
+use crate::copy::{CopyId, RunningCopy};
 use crate::load::{LoadMode, LoadRatio};
 use crate::topology::{Distance, DistanceTable, TopoKind, TopoNode, Topology, ROOT_ID};
 use crate::volume::{ExtentRef, Volume};
@@ -35,6 +36,12 @@ pub struct State {
     pub(crate) next_volume_id: VolumeId,
     pub(crate) next_pid: Pid,
     pub(crate) active_features: BTreeSet<String>,
+    /// Copies in flight (recover / migrate), by id (crate::copy).
+    pub(crate) copies: BTreeMap<CopyId, RunningCopy>,
+    pub(crate) next_copy_id: CopyId,
+    /// The highest term that issued or adopted copies: an `IssueCopy` or
+    /// `AdoptCopies` of a lower term is refused.
+    pub(crate) copy_term: u64,
     /// Derived: chunk positions for O(1) topology distance.
     #[serde(skip)]
     pub(crate) distance: DistanceTable,
@@ -69,6 +76,9 @@ impl State {
             next_volume_id: 1,
             next_pid: 1,
             active_features: BTreeSet::new(),
+            copies: BTreeMap::new(),
+            next_copy_id: 1,
+            copy_term: 0,
             distance: DistanceTable::default(),
             pid_index: BTreeMap::new(),
         }
@@ -190,6 +200,25 @@ impl State {
 
     pub fn extent_count(&self) -> u64 {
         self.volumes.values().map(|v| v.extents.len() as u64).sum()
+    }
+
+    /// Copies in flight, by id.
+    pub fn copies(&self) -> impl Iterator<Item = &RunningCopy> {
+        self.copies.values()
+    }
+
+    pub fn copy(&self, id: CopyId) -> Option<&RunningCopy> {
+        self.copies.get(&id)
+    }
+
+    /// The running copy of an extent (at most one).
+    pub fn copy_of(&self, pid: Pid) -> Option<&RunningCopy> {
+        self.copies.values().find(|c| c.pid == pid)
+    }
+
+    /// The term that last issued or adopted copies.
+    pub fn copy_term(&self) -> u64 {
+        self.copy_term
     }
 
     pub fn active_features(&self) -> &BTreeSet<String> {
@@ -420,6 +449,24 @@ impl State {
         for f in &self.active_features {
             if !crate::apply::valid_token(f) {
                 return fail(format!("bad feature name {f:?}"));
+            }
+        }
+        let mut busy = BTreeSet::new();
+        for (&id, c) in &self.copies {
+            if id != c.copy_id || id >= self.next_copy_id {
+                return fail(format!("copy {id}: bad id {}", c.copy_id));
+            }
+            if c.term > self.copy_term {
+                return fail(format!(
+                    "copy {id}: term {} after {}",
+                    c.term, self.copy_term
+                ));
+            }
+            if self.extent(c.pid).is_none() {
+                return fail(format!("copy {id}: extent {} not found", c.pid));
+            }
+            if !busy.insert(c.pid) {
+                return fail(format!("extent {} has two running copies", c.pid));
             }
         }
         Ok(())

@@ -161,6 +161,35 @@ fn samples() -> Vec<(Cmd, &'static str)> {
             },
             "12010309fb581b",
         ),
+        (
+            Cmd::IssueCopy(cairn_state::IssueCopy {
+                term: 2,
+                kind: cairn_state::CopyKind::Migrate,
+                pid: 300,
+                generation: 4,
+                src: 1,
+                dst: 3,
+                replace: 2,
+                owner: 1,
+                manual: true,
+            }),
+            "130201fb2c01040103020101",
+        ),
+        (Cmd::AdoptCopies { term: 3 }, "1403"),
+        (
+            Cmd::FinishCopy(cairn_state::FinishCopy {
+                term: 3,
+                copy_id: 7,
+                update: Some(UpdateExtent {
+                    pid: 300,
+                    expected_generation: 4,
+                    loc: Some(vec![1, 3]),
+                    alive_loc: None,
+                    lease_owner: Some(1),
+                }),
+            }),
+            "15030701fb2c010401020103000101",
+        ),
     ]
 }
 

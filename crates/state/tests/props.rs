@@ -57,6 +57,12 @@ enum Op {
     SetConfig { which: u8 },
     ActivateFeature { name: u8 },
     Checkpoint { chunk: u8, session: u8, silent: u16 },
+    /// A copy of an extent: src / dst / replace picked mostly sensibly.
+    IssueCopy { extent: u16, src: u8, dst: u8, replace: u8, stale: u8 },
+    AdoptCopies { stale: bool },
+    /// Finish a running copy: succeeded (a fitting or unfitting result),
+    /// failed, or with a wrong term / id.
+    FinishCopy { which: u8, how: u8 },
 }
 
 /// How the log entry carrying an op is stamped.
@@ -153,6 +159,10 @@ fn any_op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(|name| Op::ActivateFeature { name }),
         2 => (any::<u8>(), any::<u8>(), any::<u16>())
             .prop_map(|(chunk, session, silent)| Op::Checkpoint { chunk, session, silent }),
+        10 => (any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>())
+            .prop_map(|(extent, src, dst, replace, stale)| Op::IssueCopy { extent, src, dst, replace, stale }),
+        1 => any::<bool>().prop_map(|stale| Op::AdoptCopies { stale }),
+        6 => (any::<u8>(), any::<u8>()).prop_map(|(which, how)| Op::FinishCopy { which, how }),
     ]
 }
 
@@ -336,6 +346,18 @@ const CONFIG_CHANGES: &[(&str, &str)] = &[
     ("slot_ceiling", "0"),
     ("recover_paused", "yes"),
 ];
+
+/// A copy command's term, to be replaced by its entry's term in `prepare`.
+const ENTRY_TERM: u64 = u64::MAX;
+
+/// A leader writes its own term into the copies it decides.
+fn fill_term(cmd: &mut Cmd, entry_term: u64) {
+    match cmd {
+        Cmd::IssueCopy(c) if c.term == ENTRY_TERM => c.term = entry_term,
+        Cmd::AdoptCopies { term } if *term == ENTRY_TERM => *term = entry_term,
+        _ => {}
+    }
+}
 
 /// Turns an abstract op into a concrete command against the current state.
 fn resolve(state: &State, op: &Op) -> Cmd {
@@ -564,6 +586,97 @@ fn resolve(state: &State, op: &Op) -> Cmd {
             }
             Cmd::SessionCheckpoint { silent: list }
         }
+        Op::IssueCopy {
+            extent,
+            src,
+            dst,
+            replace,
+            stale,
+        } => {
+            // Mostly the entry's own term (`prepare` fills in ENTRY_TERM),
+            // sometimes an earlier one, which apply must refuse.
+            let term = if stale % 16 == 15 {
+                state.last_applied().1.saturating_sub(1)
+            } else {
+                ENTRY_TERM
+            };
+            let pid = pick(&v.pids, (extent % 256) as u8).unwrap_or(1);
+            let e = state.extent(pid);
+            let alive: Vec<Cid> = e.as_ref().map(|e| e.alive_loc()).unwrap_or_default();
+            let loc: Vec<Cid> = e.as_ref().map(|e| e.loc().to_vec()).unwrap_or_default();
+            let others: Vec<Cid> = v
+                .session_cids()
+                .into_iter()
+                .filter(|c| !loc.contains(c))
+                .collect();
+            let generation = e.as_ref().map_or(0, |e| e.generation()) + u64::from(stale % 8 == 7);
+            Cmd::IssueCopy(cairn_state::IssueCopy {
+                term,
+                kind: if replace % 2 == 0 {
+                    cairn_state::CopyKind::Recover
+                } else {
+                    cairn_state::CopyKind::Migrate
+                },
+                pid,
+                generation,
+                src: v.chunk_from(&alive, src),
+                dst: v.chunk_from(&others, dst),
+                replace: if replace % 2 == 0 {
+                    0
+                } else {
+                    v.chunk_from(&loc, replace)
+                },
+                owner: if replace % 4 == 3 {
+                    0
+                } else {
+                    v.chunk_from(&alive, src)
+                },
+                manual: replace % 8 == 7,
+            })
+        }
+        Op::AdoptCopies { stale } => Cmd::AdoptCopies {
+            term: if stale {
+                state.last_applied().1.saturating_sub(1)
+            } else {
+                ENTRY_TERM
+            },
+        },
+        Op::FinishCopy { which, how } => {
+            let running: Vec<&cairn_state::RunningCopy> = state.copies().collect();
+            let Some(c) = running
+                .get(usize::from(which) % running.len().max(1))
+                .copied()
+            else {
+                return Cmd::FinishCopy(cairn_state::FinishCopy {
+                    term: 1,
+                    copy_id: u64::from(which),
+                    update: None,
+                });
+            };
+            let e = state.extent(c.pid);
+            let generation = e.as_ref().map_or(0, |e| e.generation()) + u64::from(how % 8 == 7);
+            // The fitting result: loc without `replace` and dead replicas, plus dst.
+            let mut loc: Vec<Cid> = e.as_ref().map(|e| e.alive_loc()).unwrap_or_default();
+            loc.retain(|x| *x != c.replace);
+            if how % 8 != 6 {
+                loc.push(c.dst);
+            }
+            Cmd::FinishCopy(cairn_state::FinishCopy {
+                term: if how % 16 == 15 {
+                    c.term.saturating_sub(1)
+                } else {
+                    c.term
+                },
+                copy_id: c.copy_id,
+                update: (how % 4 != 0).then_some(cairn_state::UpdateExtent {
+                    pid: c.pid,
+                    expected_generation: generation,
+                    loc: Some(loc),
+                    alive_loc: None,
+                    lease_owner: None,
+                }),
+            })
+        }
     }
 }
 
@@ -783,8 +896,9 @@ struct Entry {
 
 /// Resolves `step` against `state` and stamps it: the entry a leader would append.
 fn prepare(state: &State, log: &mut Log, step: &Step) -> Entry {
-    let cmd = resolve(state, &step.op);
+    let mut cmd = resolve(state, &step.op);
     let (meta, stale) = log.stamp(state, &step.clock);
+    fill_term(&mut cmd, meta.term);
     Entry { meta, cmd, stale }
 }
 
@@ -822,6 +936,9 @@ fn variant(cmd: &Cmd) -> &'static str {
         Cmd::SetConfig { .. } => "SetConfig",
         Cmd::ActivateFeature { .. } => "ActivateFeature",
         Cmd::SessionCheckpoint { .. } => "SessionCheckpoint",
+        Cmd::IssueCopy(_) => "IssueCopy",
+        Cmd::AdoptCopies { .. } => "AdoptCopies",
+        Cmd::FinishCopy(_) => "FinishCopy",
     }
 }
 
@@ -845,6 +962,9 @@ const ALL_VARIANTS: &[&str] = &[
     "SetConfig",
     "ActivateFeature",
     "SessionCheckpoint",
+    "IssueCopy",
+    "AdoptCopies",
+    "FinishCopy",
 ];
 
 /// An extent's replication state, as the generation rule sees it.
@@ -1069,7 +1189,9 @@ proptest! {
         let mut log = Log::new();
         for (i, step) in steps.iter().enumerate() {
             let e = prepare(&a, &mut log, step);
-            prop_assert_eq!(&resolve(&b, &step.op), &e.cmd, "step {}: the two states read differently", i);
+            let mut from_b = resolve(&b, &step.op);
+            fill_term(&mut from_b, e.meta.term);
+            prop_assert_eq!(&from_b, &e.cmd, "step {}: the two states read differently", i);
 
             let ra = a.apply(e.meta, &e.cmd);
             let rb = b.apply(e.meta, &e.cmd);

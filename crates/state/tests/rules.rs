@@ -2251,3 +2251,199 @@ fn a_malformed_session_checkpoint_is_rejected_and_changes_nothing() {
         CmdError::InvalidCheckpoint(_)
     ));
 }
+
+// ---- copies (recover / migrate commands) ------------------------------------
+
+fn issue(term: u64, pid: Pid, generation: u64, src: Cid, dst: Cid, replace: Cid) -> Cmd {
+    Cmd::IssueCopy(cairn_state::IssueCopy {
+        term,
+        kind: if replace == 0 {
+            cairn_state::CopyKind::Recover
+        } else {
+            cairn_state::CopyKind::Migrate
+        },
+        pid,
+        generation,
+        src,
+        dst,
+        replace,
+        owner: src,
+        manual: false,
+    })
+}
+
+fn finish(term: u64, copy_id: u64, result: Option<(u64, &[Cid])>, pid: Pid) -> Cmd {
+    Cmd::FinishCopy(cairn_state::FinishCopy {
+        term,
+        copy_id,
+        update: result.map(|(generation, loc)| UpdateExtent {
+            pid,
+            expected_generation: generation,
+            loc: Some(loc.to_vec()),
+            alive_loc: Some(loc.to_vec()),
+            lease_owner: None,
+        }),
+    })
+}
+
+/// Four chunks with sessions and one 2-replica extent on chunks 1 and 2.
+fn copy_fixture() -> (Cluster, Pid) {
+    let mut c = Cluster::new();
+    let cids = c.chunks(4);
+    for &cid in &cids {
+        c.open(cid);
+    }
+    let (_, pid) = c.volume("v", &[&[1, 2]]);
+    (c, pid)
+}
+
+#[track_caller]
+fn copy_id(r: Reply) -> u64 {
+    match r {
+        Reply::Copy(id) => id,
+        r => panic!("IssueCopy replied {r:?}"),
+    }
+}
+
+#[test]
+fn an_issued_copy_is_recorded_with_its_term_and_a_finished_one_updates_the_extent_by_cas() {
+    let (mut c, pid) = copy_fixture();
+    let g = c.generation(pid);
+    // Given chunk 2 died (its replica is no longer alive),
+    c.ok(Cmd::ExpireSession {
+        cid: 2,
+        session_id: c.session_of(2),
+    });
+    let g = c.generation(pid).max(g);
+    // when the leader issues a recover 1 -> 3,
+    let id = copy_id(c.ok(issue(1, pid, g, 1, 3, 0)));
+    let running = c.state.copy(id).expect("recorded").clone();
+    assert_eq!(
+        (running.pid, running.src, running.dst, running.term),
+        (pid, 1, 3, 1)
+    );
+    assert_eq!(c.state.copy_of(pid).map(|r| r.copy_id), Some(id));
+    // a second copy of the same extent is refused while it runs,
+    assert!(matches!(
+        c.rejected(issue(1, pid, g, 1, 4, 0)),
+        CmdError::ExtentBusy { copy_id, .. } if copy_id == id
+    ));
+    // and its result lands by compare-and-set: the dead replica goes, 3 comes.
+    c.ok(finish(1, id, Some((g, &[1, 3])), pid));
+    assert_eq!(c.ext(pid).loc, vec![1, 3]);
+    assert_eq!(c.ext(pid).alive, vec![1, 3]);
+    assert_eq!(c.ext(pid).generation, g + 1);
+    assert!(c.state.copy(id).is_none(), "a finished copy stops running");
+}
+
+#[test]
+fn a_copy_planned_on_a_stale_generation_or_impossible_placement_is_refused() {
+    let (mut c, pid) = copy_fixture();
+    let g = c.generation(pid);
+    assert!(matches!(
+        c.rejected(issue(1, pid, g + 1, 1, 3, 0)),
+        CmdError::GenerationMismatch { .. }
+    ));
+    // dst already holds a replica; src holds no alive replica; replace holds none.
+    assert!(matches!(
+        c.rejected(issue(1, pid, g, 1, 2, 0)),
+        CmdError::InvalidCopy { .. }
+    ));
+    assert!(matches!(
+        c.rejected(issue(1, pid, g, 3, 4, 0)),
+        CmdError::InvalidCopy { .. }
+    ));
+    assert!(matches!(
+        c.rejected(issue(1, pid, g, 1, 3, 4)),
+        CmdError::InvalidCopy { .. }
+    ));
+    // A dst without a session cannot receive a copy.
+    c.ok(Cmd::ExpireSession {
+        cid: 4,
+        session_id: c.session_of(4),
+    });
+    assert!(matches!(
+        c.rejected(issue(1, pid, g, 1, 4, 0)),
+        CmdError::InvalidCopy { .. }
+    ));
+    // The term written in the command must be the entry's.
+    assert!(matches!(
+        c.rejected(issue(7, pid, g, 1, 3, 0)),
+        CmdError::InvalidCopy { .. }
+    ));
+}
+
+#[test]
+fn a_new_leader_adopts_running_copies_and_a_deposed_leaders_completion_is_rejected() {
+    let (mut c, pid) = copy_fixture();
+    let g = c.generation(pid);
+    let id = copy_id(c.ok(issue(1, pid, g, 1, 3, 2)));
+    // Leader of term 2 takes over: the copy now carries term 2.
+    c.term = 2;
+    c.ok(Cmd::AdoptCopies { term: 2 });
+    assert_eq!(c.state.copy(id).map(|r| r.term), Some(2));
+    assert_eq!(c.state.copy_term(), 2);
+    // A completion stamped with the deposed leader's term is rejected...
+    assert!(matches!(
+        c.rejected(finish(1, id, Some((g, &[1, 3])), pid)),
+        CmdError::CopyTermMismatch {
+            term: 1,
+            current: 2,
+            ..
+        }
+    ));
+    // ...and an adoption (or issue) naming another term than its entry's is
+    // refused: a proposal built for an earlier term never takes effect later.
+    c.term = 3;
+    assert!(matches!(
+        c.rejected(Cmd::AdoptCopies { term: 2 }),
+        CmdError::StaleTerm { .. }
+    ));
+    // The same result under the current stamp lands: replace (2) has left.
+    c.ok(Cmd::AdoptCopies { term: 3 });
+    c.ok(finish(3, id, Some((g, &[1, 3])), pid));
+    assert_eq!(c.ext(pid).loc, vec![1, 3]);
+}
+
+#[test]
+fn a_result_that_does_not_match_the_copy_is_rejected_and_a_failed_copy_is_dropped() {
+    let (mut c, pid) = copy_fixture();
+    let g = c.generation(pid);
+    let id = copy_id(c.ok(issue(1, pid, g, 1, 3, 2)));
+    // dst missing from the result; replace still in it; a stale generation.
+    assert!(matches!(
+        c.rejected(finish(1, id, Some((g, &[1, 2])), pid)),
+        CmdError::InvalidCopy { .. }
+    ));
+    assert!(matches!(
+        c.rejected(finish(1, id, Some((g, &[1, 2, 3])), pid)),
+        CmdError::InvalidCopy { .. }
+    ));
+    c.ok(update(pid, g, None, None, Some(1)));
+    assert!(matches!(
+        c.rejected(finish(1, id, Some((g, &[1, 3])), pid)),
+        CmdError::GenerationMismatch { .. }
+    ));
+    // The copy failed: dropped, the extent untouched, a new one may start.
+    let before = c.ext(pid);
+    c.ok(finish(1, id, None, pid));
+    assert!(c.state.copy(id).is_none());
+    assert_eq!(c.ext(pid), before);
+    assert!(matches!(
+        c.rejected(finish(1, id, None, pid)),
+        CmdError::CopyNotFound(_)
+    ));
+    let again = copy_id(c.ok(issue(1, pid, before.generation, 1, 4, 0)));
+    assert!(again > id, "copy ids are never reused");
+}
+
+#[test]
+fn deleting_a_volume_drops_its_running_copies() {
+    let (mut c, pid) = copy_fixture();
+    let g = c.generation(pid);
+    let id = copy_id(c.ok(issue(1, pid, g, 1, 3, 0)));
+    let volume_id = c.state.volumes().next().map(|v| v.id).expect("a volume");
+    c.ok(Cmd::DeleteVolume { volume_id });
+    assert!(c.state.copy(id).is_none());
+    assert_eq!(c.state.copies().count(), 0);
+}
