@@ -391,25 +391,7 @@ fn preference(
 /// `default_zone`, the lowest zone id. Zones without a registered chunk do
 /// not count, so an empty third zone does not turn the rule off.
 fn stretched_zone_targets(state: &State, req: &PlaceRequest) -> Option<Vec<TopoId>> {
-    // The two zones holding registered chunks, or None if there are not exactly two.
-    let (mut a, mut b) = (0, 0);
-    for z in state
-        .chunks()
-        .filter(|c| c.state == ChunkState::Registered)
-        .filter_map(|c| state.zone_of(c.cid))
-    {
-        if a == 0 || a == z {
-            a = z;
-        } else if b == 0 || b == z {
-            b = z;
-        } else {
-            return None;
-        }
-    }
-    if b == 0 {
-        return None;
-    }
-    let (a, b) = (a.min(b), a.max(b));
+    let crate::stretched::Zones { a, b } = crate::stretched::stretched_zones(state)?;
     let preferred = [
         state.zone_of(req.prefer_cid).unwrap_or(0),
         req.preferred_zone,
