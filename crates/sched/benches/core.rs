@@ -12,10 +12,8 @@
 //! layout for memory (`BTreeMap<pid, record with Vec locs>`), and decode+apply
 //! for the apply path, so the ratio is visible rather than claimed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use cairn_sched::{place, PlaceRequest, View};
@@ -24,25 +22,8 @@ use cairn_state::{
     UpdateExtent, EXTENT_SIZE_BYTES, ROOT_ID,
 };
 
-/// Counts live heap bytes, so memory figures are measured, not estimated.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, Relaxed);
-        LIVE.fetch_sub(l.size(), Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
+mod common;
+use common::{live_bytes, Builder, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -50,57 +31,28 @@ static GLOBAL: Counting = Counting;
 const CHUNKS: u32 = 1_000;
 const EXTENTS_PER_VOLUME: u64 = 1_000;
 
-struct Builder {
-    state: State,
-    index: u64,
-}
-
-impl Builder {
-    fn apply(&mut self, cmd: &Cmd) -> Reply {
-        self.index += 1;
-        let meta = EntryMeta {
-            index: self.index,
-            term: 1,
-            leader_time_ms: self.index,
-        };
-        match self.state.apply(meta, cmd) {
-            Ok(r) => r,
-            Err(e) => panic!("bench setup: {cmd:?}: {e}"),
-        }
-    }
-}
-
 /// 1,000 chunks in 1 zone x 10 racks x 10 bricks, all with sessions and space.
 fn cluster() -> Builder {
-    let mut b = Builder {
-        state: State::new(),
-        index: 0,
-    };
+    let mut b = Builder::new();
     let mut bricks = vec![];
     for z in 0..1 {
-        let Reply::TopoId(zone) = b.apply(&Cmd::AddTopo {
+        let zone = b.id(Cmd::AddTopo {
             kind: TopoKind::Zone,
             parent: ROOT_ID,
             name: format!("z{z}"),
-        }) else {
-            unreachable!()
-        };
+        });
         for r in 0..10 {
-            let Reply::TopoId(rack) = b.apply(&Cmd::AddTopo {
+            let rack = b.id(Cmd::AddTopo {
                 kind: TopoKind::Rack,
                 parent: zone,
                 name: format!("z{z}r{r}"),
-            }) else {
-                unreachable!()
-            };
+            });
             for k in 0..10 {
-                let Reply::TopoId(brick) = b.apply(&Cmd::AddTopo {
+                let brick = b.id(Cmd::AddTopo {
                     kind: TopoKind::Brick,
                     parent: rack,
                     name: format!("z{z}r{r}b{k}"),
-                }) else {
-                    unreachable!()
-                };
+                });
                 bricks.push(brick);
             }
         }
@@ -142,7 +94,7 @@ fn loc_for(pid: u64) -> Vec<Cid> {
 
 /// Creates `extents` extents in volumes of 1,000 and returns the heap bytes they added.
 fn fill(b: &mut Builder, extents: u64) -> usize {
-    let before = LIVE.load(Relaxed);
+    let before = live_bytes();
     let mut pid = 0;
     let mut v = 0;
     while pid < extents {
@@ -162,7 +114,7 @@ fn fill(b: &mut Builder, extents: u64) -> usize {
         pid += n;
         v += 1;
     }
-    LIVE.load(Relaxed) - before
+    live_bytes() - before
 }
 
 /// The naive layout the compact one is measured against.
@@ -178,7 +130,7 @@ struct NaiveExtent {
 }
 
 fn naive_bytes(extents: u64) -> usize {
-    let before = LIVE.load(Relaxed);
+    let before = live_bytes();
     let mut m = BTreeMap::new();
     for pid in 1..=extents {
         let loc = loc_for(pid);
@@ -195,7 +147,7 @@ fn naive_bytes(extents: u64) -> usize {
             },
         );
     }
-    let bytes = LIVE.load(Relaxed) - before;
+    let bytes = live_bytes() - before;
     black_box(&m);
     bytes
 }

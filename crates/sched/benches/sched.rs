@@ -7,34 +7,16 @@
 //! incremental round after a few extents changed, which looks only at the
 //! changed pids and the queue front, with the scheduler's heap bytes.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use cairn_sched::{Kind, SchedConfig, Scheduler};
 use cairn_state::{
-    ChunkSpaceInfo, Cid, Cmd, CreateVolume, EntryMeta, Provisioning, Reply, State, TopoKind,
-    EXTENT_SIZE_BYTES, ROOT_ID,
+    ChunkSpaceInfo, Cid, Cmd, CreateVolume, Provisioning, Reply, TopoKind, EXTENT_SIZE_BYTES,
+    ROOT_ID,
 };
 
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, Relaxed);
-        LIVE.fetch_sub(l.size(), Relaxed);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
+mod common;
+use common::{live_bytes, Builder, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -42,33 +24,6 @@ static GLOBAL: Counting = Counting;
 const CHUNKS: u32 = 32;
 const RACKS: u32 = 8;
 const PER_VOLUME: u64 = 1_000;
-
-struct Builder {
-    state: State,
-    index: u64,
-}
-
-impl Builder {
-    fn apply(&mut self, cmd: &Cmd) -> Reply {
-        self.index += 1;
-        let meta = EntryMeta {
-            index: self.index,
-            term: 1,
-            leader_time_ms: self.index,
-        };
-        match self.state.apply(meta, cmd) {
-            Ok(r) => r,
-            Err(e) => panic!("bench setup: {cmd:?}: {e}"),
-        }
-    }
-
-    fn id(&mut self, cmd: Cmd) -> u64 {
-        match self.apply(&cmd) {
-            Reply::TopoId(id) => id,
-            r => panic!("{r:?}"),
-        }
-    }
-}
 
 /// Three chunks in three different racks, pseudo-random per pid (so the
 /// replicas of a lost chunk's extents are spread over every other chunk).
@@ -95,10 +50,7 @@ fn loc_for(pid: u64) -> Vec<Cid> {
 }
 
 fn build(extents: u64) -> Builder {
-    let mut b = Builder {
-        state: State::new(),
-        index: 0,
-    };
+    let mut b = Builder::new();
     let zone = b.id(Cmd::AddTopo {
         kind: TopoKind::Zone,
         parent: ROOT_ID,
@@ -187,7 +139,7 @@ fn main() {
         .filter(|e| e.extent.loc.alive_count() < 3)
         .count();
 
-    let before = LIVE.load(Relaxed);
+    let before = live_bytes();
     let mut s = match Scheduler::new(SchedConfig::default()) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
@@ -196,7 +148,7 @@ fn main() {
     let t = Instant::now();
     let full = s.plan_recover(&b.state, 0);
     let full_s = t.elapsed().as_secs_f64();
-    let sched_bytes = LIVE.load(Relaxed).saturating_sub(before);
+    let sched_bytes = live_bytes().saturating_sub(before);
     println!(
         "full recover plan {:>10.1} ms   {} degraded extents scanned and queued, {} commands issued (slots), queue {}   target < 1000 ms: {}",
         full_s * 1e3,
