@@ -36,6 +36,9 @@ pub enum Why {
     EvenVolume,
     StretchedGather,
     Operator,
+    /// Decided by an earlier leader and taken over from the replicated
+    /// state (the log records the command, not the rule behind it).
+    Adopted,
 }
 
 /// Where the command's lease owner came from (§5.2 priority order).
@@ -134,6 +137,33 @@ pub enum DstReject {
     BreaksZoneRatio,
     /// No free slot of the needed kind.
     NoFreeSlot,
+    /// Locality move: only the prefer-local chunk is a destination.
+    NotPreferLocal,
+    /// Capacity move: the chunk is not below the cluster load.
+    NotBelowClusterLoad,
+    /// Even volume: the chunk holds too many of the volume's replicas already.
+    NotEmptier,
+    /// Topology-safety move: the best destination would not make the
+    /// replicas strictly more spread.
+    NotSafer,
+}
+
+impl DstReject {
+    /// One line for an operator (`cairn sched explain`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            DstReject::Filter(f) => f.describe(),
+            DstReject::HoldsReplica => "chunk already holds a replica of this extent",
+            DstReject::WrongZone => "chunk is not in the zone the replica must go to",
+            DstReject::LowersSafety => "the move would leave the replicas less spread",
+            DstReject::BreaksZoneRatio => "the move would take the zones further from 2:1",
+            DstReject::NoFreeSlot => "chunk has no free destination slot",
+            DstReject::NotPreferLocal => "a locality move only goes to the prefer-local chunk",
+            DstReject::NotBelowClusterLoad => "chunk is not below the cluster load",
+            DstReject::NotEmptier => "chunk would not leave the volume more even",
+            DstReject::NotSafer => "not strictly more spread than the current replicas",
+        }
+    }
 }
 
 /// Why a finished command can no longer be recorded.

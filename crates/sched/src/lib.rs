@@ -14,6 +14,7 @@
 
 pub mod cmd;
 pub mod config;
+pub mod explain;
 pub mod manual;
 pub mod migrate;
 pub mod placement;
@@ -27,13 +28,14 @@ pub mod stretched;
 
 pub use cmd::{CompletionError, DstReject, Kind, Mode, NoPlan, OwnerSource, SchedCmd, Why};
 pub use config::{SchedConfig, SchedConfigError, DEFAULT_TIMEOUT_MS};
+pub use explain::{ExplainError, Explanation, NoObserve, Observe, RuleOutcome, Score, Status};
 pub use manual::{GatherReport, GatherTarget, ManualAccepted, ManualError, ManualRequest, Pins};
 pub use placement::{
     place, place_volume, Chosen, Filter, PlaceError, PlaceRequest, Placement, Reason, Rejection,
     View,
 };
 pub use queue::{Band, CmdQueue, QueueError};
-pub use scheduler::{Round, Running, SchedError, Scheduler};
+pub use scheduler::{Round, Running, SchedError, Scheduler, Touch};
 pub use sessions::{
     keepalive_interval_ms, KeepAliveError, SessionTracker, SessionView, TrackerConfig,
 };

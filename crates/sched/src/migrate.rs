@@ -10,13 +10,14 @@
 
 use std::cmp::Reverse;
 
-use cairn_state::{Cid, Extent, LoadMode, Pid, State, Volume, EXTENT_SIZE_BYTES};
+use cairn_state::{Cid, Distance, Extent, LoadMode, Pid, State, Volume, EXTENT_SIZE_BYTES};
 
 use crate::cmd::{DstReject, Kind, Mode, NoPlan, SchedCmd, Why};
+use crate::explain::{NoObserve, Observe, ReplaceScore, RuleOutcome, Score};
 use crate::manual::Pins;
 use crate::rules::{
     allocate_owner, can_serve, dst_chunk_filter, is_failslow, keeps_topology_safety,
-    min_distance_to, src_follows_owner, topology_safety, Ctx,
+    min_distance_to, src_follows_owner, topology_safety, Ctx, Safety,
 };
 use crate::slots::{SlotKind, Slots};
 use crate::stretched::{access_zone, keeps_stretched_ratio, zone_counts, zone_targets};
@@ -45,6 +46,36 @@ impl MigrateCtx<'_, '_> {
     }
 }
 
+/// Why an alive replica is not the one a migration drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReplaceReject {
+    /// The prefer-local replica is never replaced (even failslow).
+    PreferLocal,
+    /// The lease owner is spared (except for topology safety in medium/high load).
+    LeaseOwner,
+    /// Placed by an operator (manual migrate or gather) and pinned.
+    Pinned,
+    /// Locality: the replica is part of the expected distribution.
+    FitsExpected,
+    /// Stretched cluster: the replica is not in the zone over its target.
+    NotInOverZone,
+    /// Capacity: its chunk is not over its load gap (or its moves this round are spent).
+    NoLoadGap,
+}
+
+impl ReplaceReject {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReplaceReject::PreferLocal => "prefer-local replica: never replaced",
+            ReplaceReject::LeaseOwner => "lease owner: spared",
+            ReplaceReject::Pinned => "pinned by an operator",
+            ReplaceReject::FitsExpected => "fits the expected distribution",
+            ReplaceReject::NotInOverZone => "not in the zone over its 2:1 target",
+            ReplaceReject::NoLoadGap => "chunk not over its load gap (or its moves are spent)",
+        }
+    }
+}
+
 /// Rule §5.3 `replace` eligibility: never the prefer-local replica (even
 /// failslow: it still serves local reads), never a replica pinned by a
 /// gather or manual migrate, and not the lease owner unless `allow_owner`.
@@ -56,9 +87,27 @@ pub fn may_replace(
     cid: Cid,
     allow_owner: bool,
 ) -> bool {
-    cid != ext.prefer_cid
-        && (allow_owner || cid != ext.lease_owner)
-        && !m.pins.is_pinned(pid, volume.id, cid, m.now_ms)
+    replace_check(m, pid, volume, ext, cid, allow_owner).is_ok()
+}
+
+/// [`may_replace`] with the reason, checked in the order listed there.
+pub fn replace_check(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    cid: Cid,
+    allow_owner: bool,
+) -> Result<(), ReplaceReject> {
+    if cid == ext.prefer_cid {
+        Err(ReplaceReject::PreferLocal)
+    } else if !allow_owner && cid == ext.lease_owner {
+        Err(ReplaceReject::LeaseOwner)
+    } else if m.pins.is_pinned(pid, volume.id, cid, m.now_ms) {
+        Err(ReplaceReject::Pinned)
+    } else {
+        Ok(())
+    }
 }
 
 /// Rule §5.3 expected distribution: the prefer-local chunk first (when
@@ -152,6 +201,19 @@ pub fn choose_migrate_dst(ext: &Extent, expected: &[Cid]) -> Option<Cid> {
     expected.iter().copied().find(|&c| !ext.loc.contains(c))
 }
 
+/// Rule §5.3 `replace` ranking for a locality move, smallest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocalityReplaceKey {
+    /// Failslow replicas first.
+    pub not_failslow: bool,
+    /// Then replicas on chunks being drained (not in service).
+    pub in_service: bool,
+    /// Then the most loaded.
+    pub load_bp: Reverse<Option<u64>>,
+    /// Then the highest cid.
+    pub cid: Reverse<Cid>,
+}
+
 /// Rule §5.3 `replace`: an alive replica outside the expected distribution
 /// that may be replaced (see [`may_replace`]); failslow ones first, then
 /// replicas on chunks being drained, then the most loaded, then highest cid.
@@ -163,25 +225,53 @@ pub fn choose_replace(
     expected: &[Cid],
     allow_owner: bool,
 ) -> Option<Cid> {
-    let state = m.state();
-    ext.loc
-        .alive_loc()
-        .filter(|c| !expected.contains(c))
-        .filter(|&c| may_replace(m, pid, volume, ext, c, allow_owner))
-        .min_by_key(|&c| {
-            (
-                !is_failslow(state, c),
-                state
-                    .chunk(c)
-                    .is_some_and(|k| k.state == cairn_state::ChunkState::Registered),
-                Reverse(m.ctx.loads.ratio(c).map(|r| r.basis_points())),
-                Reverse(c),
-            )
-        })
+    choose_replace_observed(m, pid, volume, ext, expected, allow_owner, &mut NoObserve)
 }
 
-/// Both shared filters of every automatic move.
-fn move_keeps_shape(m: &MigrateCtx<'_, '_>, volume: &Volume, ext: &Extent, mv: Move) -> bool {
+/// [`choose_replace`], reporting every alive replica to `o`.
+pub fn choose_replace_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    expected: &[Cid],
+    allow_owner: bool,
+    o: &mut O,
+) -> Option<Cid> {
+    let state = m.state();
+    let mut best: Option<(LocalityReplaceKey, Cid)> = None;
+    for c in ext.loc.alive_loc() {
+        if expected.contains(&c) {
+            o.replace(c, Err(ReplaceReject::FitsExpected));
+            continue;
+        }
+        if let Err(r) = replace_check(m, pid, volume, ext, c, allow_owner) {
+            o.replace(c, Err(r));
+            continue;
+        }
+        let key = LocalityReplaceKey {
+            not_failslow: !is_failslow(state, c),
+            in_service: state
+                .chunk(c)
+                .is_some_and(|k| k.state == cairn_state::ChunkState::Registered),
+            load_bp: Reverse(m.ctx.loads.ratio(c).map(|r| r.basis_points())),
+            cid: Reverse(c),
+        };
+        o.replace(c, Ok(ReplaceScore::Locality(key)));
+        if best.is_none_or(|(k, _)| key < k) {
+            best = Some((key, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Both shared filters of every automatic move, topology safety first.
+fn move_shape(
+    m: &MigrateCtx<'_, '_>,
+    volume: &Volume,
+    ext: &Extent,
+    mv: Move,
+) -> Result<(), DstReject> {
     let before: Vec<Cid> = ext.loc.alive_loc().collect();
     let mut after: Vec<Cid> = before
         .iter()
@@ -189,8 +279,25 @@ fn move_keeps_shape(m: &MigrateCtx<'_, '_>, volume: &Volume, ext: &Extent, mv: M
         .filter(|&c| c != mv.replace)
         .collect();
     after.push(mv.dst);
-    keeps_topology_safety(m.state(), &before, &after)
-        && keeps_stretched_ratio(m.state(), m.ctx.zones, volume, ext, &before, &after)
+    if !keeps_topology_safety(m.state(), &before, &after) {
+        return Err(DstReject::LowersSafety);
+    }
+    if !keeps_stretched_ratio(m.state(), m.ctx.zones, volume, ext, &before, &after) {
+        return Err(DstReject::BreaksZoneRatio);
+    }
+    Ok(())
+}
+
+/// Reports a rule's result to `o` and returns the move.
+fn end_rule<O: Observe>(o: &mut O, r: Result<Move, RuleOutcome>) -> Result<Move, RuleOutcome> {
+    o.rule_end(match r {
+        Ok(mv) => RuleOutcome::Chosen {
+            dst: mv.dst,
+            replace: Some(mv.replace),
+        },
+        Err(why) => why,
+    });
+    r
 }
 
 /// Rule §5.3 low load: move a replica to the prefer-local chunk. `NoReplace`
@@ -202,9 +309,86 @@ pub fn locality_move(
     volume: &Volume,
     ext: &Extent,
 ) -> Result<Move, NoPlan> {
+    locality_move_observed(m, pid, volume, ext, &mut NoObserve)
+}
+
+/// [`locality_move`], reporting its decisions to `o`.
+pub fn locality_move_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<Move, NoPlan> {
+    o.rule(Why::Locality, false);
+    let r = locality(m, pid, volume, ext, o);
+    end_rule(o, r).map_err(|why| match why {
+        RuleOutcome::Failed(e) => e,
+        RuleOutcome::NoReplace => NoPlan::NoReplace,
+        _ => NoPlan::NotNeeded,
+    })
+}
+
+fn locality<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<Move, RuleOutcome> {
     let p = ext.prefer_cid;
-    if p == 0 || ext.loc.is_alive(p) {
-        return Err(NoPlan::NotNeeded);
+    if p == 0 {
+        return Err(RuleOutcome::NotApplicable(
+            "the volume has no prefer-local chunk",
+        ));
+    }
+    if ext.loc.is_alive(p) {
+        return Err(RuleOutcome::NotApplicable(
+            "the prefer-local chunk already holds an alive replica",
+        ));
+    }
+    let Some(chunk) = m.state().chunk(p) else {
+        return Err(RuleOutcome::NotApplicable(
+            "the prefer-local chunk is unknown",
+        ));
+    };
+    // `dst` is the prefer-local chunk when the expected distribution lists
+    // it (it passes the placement filters) and it holds no replica: the
+    // first entry of that distribution missing from `loc`.
+    let verdict = if ext.loc.contains(p) {
+        Err(DstReject::HoldsReplica)
+    } else {
+        dst_chunk_filter(m.ctx, chunk, EXTENT_SIZE_BYTES)
+    };
+    let verdict = verdict.and_then(|()| {
+        if m.slots.has_free_slot(p, SlotKind::MigrateDst) {
+            Ok(())
+        } else {
+            Err(DstReject::NoFreeSlot)
+        }
+    });
+    o.dst_search(None);
+    if O::ENABLED {
+        for c in m.state().chunks() {
+            o.dst(
+                c.cid,
+                if c.cid == p {
+                    verdict.map(|()| Score::PreferLocal {
+                        load_bp: m.ctx.loads.ratio(p).map(|r| r.basis_points()),
+                    })
+                } else if ext.loc.contains(c.cid) {
+                    Err(DstReject::HoldsReplica)
+                } else {
+                    Err(DstReject::NotPreferLocal)
+                },
+            );
+        }
+    }
+    o.dst_best(verdict.ok().map(|()| p));
+    match verdict {
+        Ok(()) => {}
+        Err(DstReject::NoFreeSlot) => return Err(RuleOutcome::Failed(NoPlan::SlotsBusy)),
+        Err(_) => return Err(RuleOutcome::NoDst),
     }
     let keep: Vec<Cid> = ext
         .loc
@@ -212,41 +396,71 @@ pub fn locality_move(
         .filter(|&c| m.pins.is_pinned(pid, volume.id, c, m.now_ms))
         .collect();
     let expected = expected_distribution(m.ctx, volume, ext, true, &keep);
-    let dst = choose_migrate_dst(ext, &expected).ok_or(NoPlan::NotNeeded)?;
-    if dst != p {
-        return Err(NoPlan::NotNeeded); // a short extent is recover's business
-    }
-    if !m.slots.has_free_slot(dst, SlotKind::MigrateDst) {
-        return Err(NoPlan::SlotsBusy);
-    }
-    let replace = choose_replace(m, pid, volume, ext, &expected, false).ok_or(NoPlan::NoReplace)?;
+    o.expected(&expected);
+    let replace = choose_replace_observed(m, pid, volume, ext, &expected, false, o)
+        .ok_or(RuleOutcome::NoReplace)?;
     let mv = Move {
-        dst,
+        dst: p,
         replace,
         why: Why::Locality,
     };
-    if !move_keeps_shape(m, volume, ext, mv) {
-        return Err(NoPlan::NoDst(DstReject::LowersSafety));
+    if let Err(r) = move_shape(m, volume, ext, mv) {
+        o.dst_dropped(r);
+        return Err(RuleOutcome::Failed(NoPlan::NoDst(r)));
     }
     Ok(mv)
 }
 
 /// Best destination for a move away from `replace`: qualifying chunk with a
 /// free slot holding no replica, passing `accept`, best by `key` (smallest).
-fn best_dst<K: Ord>(
+/// Every chunk's verdict goes to `o`, in the order the checks run.
+fn best_dst<K, O>(
     m: &MigrateCtx<'_, '_>,
     ext: &Extent,
-    mut accept: impl FnMut(Cid) -> bool,
+    replace: Cid,
+    mut accept: impl FnMut(Cid) -> Result<(), DstReject>,
     mut key: impl FnMut(Cid) -> K,
-) -> Option<Cid> {
-    m.state()
-        .chunks()
-        .filter(|c| !ext.loc.contains(c.cid))
-        .filter(|c| dst_chunk_filter(m.ctx, c, EXTENT_SIZE_BYTES).is_ok())
-        .filter(|c| m.slots.has_free_slot(c.cid, SlotKind::MigrateDst))
-        .map(|c| c.cid)
-        .filter(|&c| accept(c))
-        .min_by_key(|&c| key(c))
+    o: &mut O,
+) -> Option<(K, Cid)>
+where
+    K: Ord + Copy + Into<Score>,
+    O: Observe,
+{
+    o.dst_search(Some(replace));
+    let mut best: Option<(K, Cid)> = None;
+    for c in m.state().chunks() {
+        let cid = c.cid;
+        let verdict = if ext.loc.contains(cid) {
+            Err(DstReject::HoldsReplica)
+        } else if let Err(r) = dst_chunk_filter(m.ctx, c, EXTENT_SIZE_BYTES) {
+            Err(r)
+        } else if !m.slots.has_free_slot(cid, SlotKind::MigrateDst) {
+            Err(DstReject::NoFreeSlot)
+        } else {
+            accept(cid)
+        };
+        match verdict {
+            Ok(()) => {
+                let k = key(cid);
+                o.dst(cid, Ok(k.into()));
+                if best.as_ref().is_none_or(|(b, _)| k < *b) {
+                    best = Some((k, cid));
+                }
+            }
+            Err(r) => o.dst(cid, Err(r)),
+        }
+    }
+    o.dst_best(best.as_ref().map(|(_, c)| *c));
+    best
+}
+
+/// Rank of a destination for a topology-safety move, smallest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SafetyDstKey {
+    /// How spread the replicas would be: more spread first.
+    pub safety: Reverse<Safety>,
+    pub load_bp: Option<u64>,
+    pub cid: Cid,
 }
 
 /// Rule §5.3 topology safety: when replacing one replica makes the set
@@ -259,26 +473,54 @@ pub fn topology_safety_move(
     volume: &Volume,
     ext: &Extent,
 ) -> Option<Move> {
+    topology_safety_move_observed(m, pid, volume, ext, &mut NoObserve)
+}
+
+/// [`topology_safety_move`], reporting its decisions to `o` (one rule per
+/// pass: without, then with the owner as a candidate).
+pub fn topology_safety_move_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Option<Move> {
     let state = m.state();
+    o.rule(Why::TopologySafety, false);
     let alive: Vec<Cid> = ext.loc.alive_loc().collect();
     if alive.len() < 2 {
+        let _ = end_rule(
+            o,
+            Err(RuleOutcome::NotApplicable("fewer than two alive replicas")),
+        );
         return None;
     }
     let current = topology_safety(state, &alive);
     // Cheap exit for the common case: already as spread as the cluster allows.
     if current.closest() >= m.ctx.best_min_distance(alive.len()) {
+        let _ = end_rule(
+            o,
+            Err(RuleOutcome::NotApplicable(
+                "the replicas are already as spread as the cluster allows",
+            )),
+        );
         return None;
     }
     let owner_allowed = matches!(m.ctx.mode, LoadMode::Medium | LoadMode::High);
     for allow_owner in [false, true] {
-        if allow_owner && !owner_allowed {
-            break;
+        if allow_owner {
+            if !owner_allowed {
+                break;
+            }
+            o.rule(Why::TopologySafety, true);
         }
-        let mut best: Option<(Reverse<crate::rules::Safety>, Option<u64>, Cid, Cid)> = None;
+        let mut best: Option<(SafetyDstKey, Cid)> = None;
         for &r in &alive {
-            if !may_replace(m, pid, volume, ext, r, allow_owner) {
+            if let Err(why) = replace_check(m, pid, volume, ext, r, allow_owner) {
+                o.replace(r, Err(why));
                 continue;
             }
+            o.replace(r, Ok(ReplaceScore::Eligible));
             let rest: Vec<Cid> = alive.iter().copied().filter(|&c| c != r).collect();
             let zone = state.zone_of(r);
             let mut after = rest.clone();
@@ -287,41 +529,64 @@ pub fn topology_safety_move(
             let d = best_dst(
                 m,
                 ext,
-                |d| m.ctx.zones.is_none() || state.zone_of(d) == zone,
+                r,
+                |d| {
+                    if m.ctx.zones.is_none() || state.zone_of(d) == zone {
+                        Ok(())
+                    } else {
+                        Err(DstReject::WrongZone)
+                    }
+                },
                 |d| {
                     after[last] = d;
-                    (
-                        Reverse(topology_safety(state, &after)),
-                        m.ctx.loads.ratio(d).map(|x| x.basis_points()),
-                        d,
-                    )
-                },
-            );
-            if let Some(d) = d {
-                after[last] = d;
-                let s = topology_safety(state, &after);
-                if s > current {
-                    let key = (
-                        Reverse(s),
-                        m.ctx.loads.ratio(d).map(|x| x.basis_points()),
-                        d,
-                        r,
-                    );
-                    if best.as_ref().is_none_or(|b| key < *b) {
-                        best = Some(key);
+                    SafetyDstKey {
+                        safety: Reverse(topology_safety(state, &after)),
+                        load_bp: m.ctx.loads.ratio(d).map(|x| x.basis_points()),
+                        cid: d,
                     }
+                },
+                o,
+            );
+            if let Some((key, _)) = d {
+                if key.safety.0 > current {
+                    if best.as_ref().is_none_or(|b| (key, r) < *b) {
+                        best = Some((key, r));
+                    }
+                } else {
+                    o.dst_dropped(DstReject::NotSafer);
                 }
             }
         }
-        if let Some((_, _, dst, replace)) = best {
-            return Some(Move {
-                dst,
+        if let Some((key, replace)) = best {
+            let mv = Move {
+                dst: key.cid,
                 replace,
                 why: Why::TopologySafety,
-            });
+            };
+            return end_rule(o, Ok(mv)).ok();
         }
+        let _ = end_rule(o, Err(RuleOutcome::NoDst));
     }
     None
+}
+
+/// Rank of the replica a stretched gather drops, smallest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GatherReplaceKey {
+    /// Failslow replicas first.
+    pub not_failslow: bool,
+    /// Then the one whose departure leaves the rest most spread.
+    pub rest_safety: Reverse<Safety>,
+    pub cid: Cid,
+}
+
+/// Rank of a stretched gather's destination, smallest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GatherDstKey {
+    /// Distance to the nearest remaining replica, farther first.
+    pub distance: Reverse<Distance>,
+    pub load_bp: Option<u64>,
+    pub cid: Cid,
 }
 
 /// Rule §5.4: in a stretched cluster, bring the replicas to 2:1 toward the
@@ -335,7 +600,32 @@ pub fn stretched_gather_move(
     volume: &Volume,
     ext: &Extent,
 ) -> Option<Move> {
-    let zones = m.ctx.zones?;
+    stretched_gather_move_observed(m, pid, volume, ext, &mut NoObserve)
+}
+
+/// [`stretched_gather_move`], reporting its decisions to `o`.
+pub fn stretched_gather_move_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Option<Move> {
+    o.rule(Why::StretchedGather, false);
+    let r = stretched_gather(m, pid, volume, ext, o);
+    end_rule(o, r).ok()
+}
+
+fn stretched_gather<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<Move, RuleOutcome> {
+    let Some(zones) = m.ctx.zones else {
+        return Err(RuleOutcome::NotApplicable("not a stretched cluster"));
+    };
     let state = m.state();
     let targets = zone_targets(
         zones,
@@ -344,51 +634,74 @@ pub fn stretched_gather_move(
     );
     let alive: Vec<Cid> = ext.loc.alive_loc().collect();
     if alive.len() < usize::from(ext.expected_replicas) {
-        return None; // recover first
+        return Err(RuleOutcome::NotApplicable(
+            "short of replicas: recover first",
+        ));
     }
     let have = zone_counts(state, &targets, &alive);
-    let over = targets.iter().zip(have).position(|(t, h)| h > t.1)?;
-    let under = targets.iter().zip(have).position(|(t, h)| h < t.1)?;
-    let (over_zone, under_zone) = (targets[over].0, targets[under].0);
-    let replace = alive
+    let at_ratio = RuleOutcome::NotApplicable("the zones already hold their 2:1 share");
+    let over = targets
         .iter()
-        .copied()
-        .filter(|&c| state.zone_of(c) == Some(over_zone))
-        .filter(|&c| may_replace(m, pid, volume, ext, c, false))
-        .min_by_key(|&r| {
-            let rest: Vec<Cid> = alive.iter().copied().filter(|&c| c != r).collect();
-            (
-                !is_failslow(state, r),
-                Reverse(topology_safety(state, &rest)),
-                r,
-            )
-        })?;
+        .zip(have)
+        .position(|(t, h)| h > t.1)
+        .ok_or(at_ratio)?;
+    let under = targets
+        .iter()
+        .zip(have)
+        .position(|(t, h)| h < t.1)
+        .ok_or(at_ratio)?;
+    let (over_zone, under_zone) = (targets[over].0, targets[under].0);
+    let mut chosen: Option<(GatherReplaceKey, Cid)> = None;
+    for &r in &alive {
+        if state.zone_of(r) != Some(over_zone) {
+            o.replace(r, Err(ReplaceReject::NotInOverZone));
+            continue;
+        }
+        if let Err(why) = replace_check(m, pid, volume, ext, r, false) {
+            o.replace(r, Err(why));
+            continue;
+        }
+        let rest: Vec<Cid> = alive.iter().copied().filter(|&c| c != r).collect();
+        let key = GatherReplaceKey {
+            not_failslow: !is_failslow(state, r),
+            rest_safety: Reverse(topology_safety(state, &rest)),
+            cid: r,
+        };
+        o.replace(r, Ok(ReplaceScore::Gather(key)));
+        if chosen.is_none_or(|(k, _)| key < k) {
+            chosen = Some((key, r));
+        }
+    }
+    let (_, replace) = chosen.ok_or(RuleOutcome::NoReplace)?;
     let rest: Vec<Cid> = alive.iter().copied().filter(|&c| c != replace).collect();
-    let dst = best_dst(
+    let (_, dst) = best_dst(
         m,
         ext,
+        replace,
         |d| {
-            state.zone_of(d) == Some(under_zone)
-                && move_keeps_shape(
-                    m,
-                    volume,
-                    ext,
-                    Move {
-                        dst: d,
-                        replace,
-                        why: Why::StretchedGather,
-                    },
-                )
-        },
-        |d| {
-            (
-                Reverse(min_distance_to(state, d, &rest)),
-                m.ctx.loads.ratio(d).map(|x| x.basis_points()),
-                d,
+            if state.zone_of(d) != Some(under_zone) {
+                return Err(DstReject::WrongZone);
+            }
+            move_shape(
+                m,
+                volume,
+                ext,
+                Move {
+                    dst: d,
+                    replace,
+                    why: Why::StretchedGather,
+                },
             )
         },
-    )?;
-    Some(Move {
+        |d| GatherDstKey {
+            distance: Reverse(min_distance_to(state, d, &rest)),
+            load_bp: m.ctx.loads.ratio(d).map(|x| x.basis_points()),
+            cid: d,
+        },
+        o,
+    )
+    .ok_or(RuleOutcome::NoDst)?;
+    Ok(Move {
         dst,
         replace,
         why: Why::StretchedGather,
@@ -470,6 +783,20 @@ impl Balance {
     }
 }
 
+/// Rank of the replica a capacity move takes off its chunk: hottest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CapacityReplaceKey {
+    pub load_bp: Reverse<Option<u64>>,
+    pub cid: Cid,
+}
+
+/// Rank of a capacity move's destination: least loaded first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CapacityDstKey {
+    pub load_bp: Option<u64>,
+    pub cid: Cid,
+}
+
 /// Rule §5.3 medium/high load: move a replica off a chunk whose load gap
 /// allows it (hottest first) to the least loaded qualifying chunk below the
 /// cluster load. Never the prefer-local replica, never the owner.
@@ -479,44 +806,87 @@ pub fn capacity_move(
     volume: &Volume,
     ext: &Extent,
 ) -> Option<Move> {
-    let mut sources: Vec<Cid> = ext
-        .loc
-        .alive_loc()
-        .filter(|&c| m.balance.budget(c) > 0)
-        .filter(|&c| may_replace(m, pid, volume, ext, c, false))
-        .collect();
-    sources.sort_by_key(|&c| (Reverse(m.ctx.loads.ratio(c).map(|r| r.basis_points())), c));
-    for replace in sources {
+    capacity_move_observed(m, pid, volume, ext, &mut NoObserve)
+}
+
+/// [`capacity_move`], reporting its decisions to `o`.
+pub fn capacity_move_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Option<Move> {
+    o.rule(Why::Capacity, false);
+    let r = capacity(m, pid, volume, ext, o);
+    end_rule(o, r).ok()
+}
+
+fn capacity<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<Move, RuleOutcome> {
+    let mut sources: Vec<(CapacityReplaceKey, Cid)> = Vec::new();
+    for c in ext.loc.alive_loc() {
+        if m.balance.budget(c) == 0 {
+            o.replace(c, Err(ReplaceReject::NoLoadGap));
+            continue;
+        }
+        if let Err(why) = replace_check(m, pid, volume, ext, c, false) {
+            o.replace(c, Err(why));
+            continue;
+        }
+        let key = CapacityReplaceKey {
+            load_bp: Reverse(m.ctx.loads.ratio(c).map(|r| r.basis_points())),
+            cid: c,
+        };
+        o.replace(c, Ok(ReplaceScore::Capacity(key)));
+        sources.push((key, c));
+    }
+    if sources.is_empty() {
+        return Err(RuleOutcome::NoReplace);
+    }
+    sources.sort_by_key(|&(k, _)| k);
+    for (_, replace) in sources {
         let dst = best_dst(
             m,
             ext,
+            replace,
             |d| {
-                m.ctx
-                    .loads
-                    .ratio(d)
-                    .is_some_and(|r| r.basis_points() < m.balance.avg_bp)
-                    && move_keeps_shape(
-                        m,
-                        volume,
-                        ext,
-                        Move {
-                            dst: d,
-                            replace,
-                            why: Why::Capacity,
-                        },
-                    )
+                let load = m.ctx.loads.ratio(d);
+                let below = load.is_some_and(|r| r.basis_points() < m.balance.avg_bp);
+                if !below {
+                    return Err(DstReject::NotBelowClusterLoad);
+                }
+                move_shape(
+                    m,
+                    volume,
+                    ext,
+                    Move {
+                        dst: d,
+                        replace,
+                        why: Why::Capacity,
+                    },
+                )
             },
-            |d| (m.ctx.loads.ratio(d).map(|r| r.basis_points()), d),
+            |d| CapacityDstKey {
+                load_bp: m.ctx.loads.ratio(d).map(|r| r.basis_points()),
+                cid: d,
+            },
+            o,
         );
-        if let Some(dst) = dst {
-            return Some(Move {
+        if let Some((_, dst)) = dst {
+            return Ok(Move {
                 dst,
                 replace,
                 why: Why::Capacity,
             });
         }
     }
-    None
+    Err(RuleOutcome::NoDst)
 }
 
 /// Replicas of one volume per chunk, indexed by `cid - 1`.
@@ -532,6 +902,23 @@ pub fn volume_replica_counts(state: &State, volume: &Volume) -> Vec<u32> {
     n
 }
 
+/// Rank of the replica an even-volume move drops: the chunk holding the
+/// most of the volume's replicas first (the largest key wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvenReplaceKey {
+    pub count: u32,
+    pub cid: Reverse<Cid>,
+}
+
+/// Rank of an even-volume move's destination, smallest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EvenDstKey {
+    /// The volume's replicas on the chunk.
+    pub count: u32,
+    pub load_bp: Option<u64>,
+    pub cid: Cid,
+}
+
 /// Rule §5.3 even volumes: when a chunk holds at least two more of the
 /// volume's replicas than some qualifying chunk, move one of this extent's
 /// replicas from the fullest such chunk to the emptiest one.
@@ -542,8 +929,33 @@ pub fn even_volume_move(
     volume: &Volume,
     ext: &Extent,
 ) -> Option<Move> {
+    even_volume_move_observed(m, counts, pid, volume, ext, &mut NoObserve)
+}
+
+/// [`even_volume_move`], reporting its decisions to `o`.
+pub fn even_volume_move_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    counts: &[u32],
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Option<Move> {
+    o.rule(Why::EvenVolume, false);
+    let r = even_volume(m, counts, pid, volume, ext, o);
+    end_rule(o, r).ok()
+}
+
+fn even_volume<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    counts: &[u32],
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<Move, RuleOutcome> {
     if !volume.even {
-        return None;
+        return Err(RuleOutcome::NotApplicable("not an even volume"));
     }
     let count = |c: Cid| {
         (c as usize)
@@ -552,30 +964,50 @@ pub fn even_volume_move(
             .copied()
             .unwrap_or(0)
     };
-    let replace = ext
-        .loc
-        .alive_loc()
-        .filter(|&c| may_replace(m, pid, volume, ext, c, false))
-        .max_by_key(|&c| (count(c), Reverse(c)))?;
-    let dst = best_dst(
+    let mut chosen: Option<(EvenReplaceKey, Cid)> = None;
+    for c in ext.loc.alive_loc() {
+        if let Err(why) = replace_check(m, pid, volume, ext, c, false) {
+            o.replace(c, Err(why));
+            continue;
+        }
+        let key = EvenReplaceKey {
+            count: count(c),
+            cid: Reverse(c),
+        };
+        o.replace(c, Ok(ReplaceScore::Even(key)));
+        if chosen.is_none_or(|(k, _)| key >= k) {
+            chosen = Some((key, c));
+        }
+    }
+    let (_, replace) = chosen.ok_or(RuleOutcome::NoReplace)?;
+    let (_, dst) = best_dst(
         m,
         ext,
+        replace,
         |d| {
-            count(d).saturating_add(1) < count(replace)
-                && move_keeps_shape(
-                    m,
-                    volume,
-                    ext,
-                    Move {
-                        dst: d,
-                        replace,
-                        why: Why::EvenVolume,
-                    },
-                )
+            if count(d).saturating_add(1) >= count(replace) {
+                return Err(DstReject::NotEmptier);
+            }
+            move_shape(
+                m,
+                volume,
+                ext,
+                Move {
+                    dst: d,
+                    replace,
+                    why: Why::EvenVolume,
+                },
+            )
         },
-        |d| (count(d), m.ctx.loads.ratio(d).map(|r| r.basis_points()), d),
-    )?;
-    Some(Move {
+        |d| EvenDstKey {
+            count: count(d),
+            load_bp: m.ctx.loads.ratio(d).map(|r| r.basis_points()),
+            cid: d,
+        },
+        o,
+    )
+    .ok_or(RuleOutcome::NoDst)?;
+    Ok(Move {
         dst,
         replace,
         why: Why::EvenVolume,
@@ -608,9 +1040,26 @@ pub fn migrate_command(
     mv: Move,
     mode: Mode,
 ) -> Result<SchedCmd, NoPlan> {
+    migrate_command_observed(m, pid, ext, mv, mode, &mut NoObserve)
+}
+
+/// [`migrate_command`], reporting the owner decision to `o`.
+pub fn migrate_command_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    pid: Pid,
+    ext: &Extent,
+    mv: Move,
+    mode: Mode,
+    o: &mut O,
+) -> Result<SchedCmd, NoPlan> {
     let src = choose_migrate_src(m.state(), ext, mv.replace).ok_or(NoPlan::NoAliveReplica)?;
-    let (owner, owner_from) = allocate_owner(m.ctx, ext, src, mv.dst).ok_or(NoPlan::NoOwner)?;
+    let Some((owner, owner_from)) = allocate_owner(m.ctx, ext, src, mv.dst) else {
+        o.owner(src, mv.dst, None, src);
+        return Err(NoPlan::NoOwner);
+    };
+    let chosen_src = src;
     let src = src_follows_owner(ext, src, mv.dst, owner);
+    o.owner(chosen_src, mv.dst, Some((owner, owner_from)), src);
     if !m.slots.has_free_slot(src, SlotKind::MigrateSrc)
         || !m.slots.has_free_slot(mv.dst, SlotKind::MigrateDst)
     {
@@ -640,29 +1089,44 @@ pub fn plan_migrate_extent(
     volume: &Volume,
     ext: &Extent,
 ) -> Result<SchedCmd, NoPlan> {
+    plan_migrate_extent_observed(m, even_counts, pid, volume, ext, &mut NoObserve)
+}
+
+/// [`plan_migrate_extent`], reporting every rule it tries and every
+/// candidate each rule weighs to `o` (`cairn sched explain`).
+pub fn plan_migrate_extent_observed<O: Observe>(
+    m: &MigrateCtx<'_, '_>,
+    even_counts: Option<&[u32]>,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<SchedCmd, NoPlan> {
     if ext.loc.alive_count() < usize::from(ext.expected_replicas) {
         return Err(NoPlan::NotNeeded); // recover's business
     }
     let mut last = NoPlan::NotNeeded;
-    let mut found = topology_safety_move(m, pid, volume, ext)
-        .or_else(|| stretched_gather_move(m, pid, volume, ext));
+    let mut found = topology_safety_move_observed(m, pid, volume, ext, o);
+    if found.is_none() {
+        found = stretched_gather_move_observed(m, pid, volume, ext, o);
+    }
     if found.is_none() {
         if m.ctx.mode == LoadMode::Low {
-            match locality_move(m, pid, volume, ext) {
+            match locality_move_observed(m, pid, volume, ext, o) {
                 Ok(mv) => found = Some(mv),
                 Err(e) => last = e,
             }
         } else {
-            found = capacity_move(m, pid, volume, ext);
+            found = capacity_move_observed(m, pid, volume, ext, o);
         }
     }
     if found.is_none() {
         if let Some(counts) = even_counts {
-            found = even_volume_move(m, counts, pid, volume, ext);
+            found = even_volume_move_observed(m, counts, pid, volume, ext, o);
         }
     }
     match found {
-        Some(mv) => migrate_command(m, pid, ext, mv, Mode::Auto),
+        Some(mv) => migrate_command_observed(m, pid, ext, mv, Mode::Auto, o),
         None => Err(last),
     }
 }

@@ -4,9 +4,10 @@
 
 use std::cmp::Reverse;
 
-use cairn_state::{Cid, Extent, Pid, Volume, EXTENT_SIZE_BYTES};
+use cairn_state::{Cid, Distance, Extent, LoadRatio, Pid, Volume, EXTENT_SIZE_BYTES};
 
 use crate::cmd::{DstReject, Kind, Mode, NoPlan, SchedCmd, Why};
+use crate::explain::{NoObserve, Observe, RuleOutcome, Score};
 use crate::queue::Band;
 use crate::rules::{
     allocate_owner, can_serve, dst_chunk_filter, is_failslow, min_distance_to, src_follows_owner,
@@ -31,24 +32,84 @@ pub fn recover_band(ext: &Extent) -> Band {
     }
 }
 
+/// Rule §5.2 `src` ranking, smallest first: not failslow, then a free
+/// recover-source slot, then the least busy, then `loc` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecoverSrcKey {
+    pub failslow: bool,
+    pub no_free_slot: bool,
+    pub used_slots: u32,
+    /// Position among the alive replicas that can serve, in `loc` order.
+    pub order: usize,
+}
+
+/// Why an alive replica cannot be the copy source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SrcReject {
+    /// Its chunk is unknown, removed or has no live session.
+    CannotServe,
+}
+
+impl SrcReject {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SrcReject::CannotServe => "chunk is unknown, removed or has no live session",
+        }
+    }
+}
+
 /// Rule §5.2 `src`: an alive replica that can serve, preferring one that is
 /// not failslow, then one with a free recover-source slot, then the least
 /// busy, then `loc` order.
 pub fn choose_recover_src(ctx: &Ctx<'_>, slots: &Slots, ext: &Extent) -> Result<Cid, NoPlan> {
-    ext.loc
-        .alive_loc()
-        .filter(|&c| can_serve(ctx.state, c))
-        .enumerate()
-        .min_by_key(|&(i, c)| {
-            (
-                is_failslow(ctx.state, c),
-                !slots.has_free_slot(c, SlotKind::RecoverSrc),
-                slots.used(c, SlotKind::RecoverSrc),
-                i,
-            )
-        })
-        .map(|(_, c)| c)
-        .ok_or(NoPlan::NoAliveReplica)
+    choose_recover_src_observed(ctx, slots, ext, &mut NoObserve)
+}
+
+/// [`choose_recover_src`], reporting every alive replica to `o`.
+pub fn choose_recover_src_observed<O: Observe>(
+    ctx: &Ctx<'_>,
+    slots: &Slots,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<Cid, NoPlan> {
+    let mut best: Option<(RecoverSrcKey, Cid)> = None;
+    let mut order = 0;
+    for c in ext.loc.alive_loc() {
+        if !can_serve(ctx.state, c) {
+            o.src(c, Err(SrcReject::CannotServe));
+            continue;
+        }
+        let key = RecoverSrcKey {
+            failslow: is_failslow(ctx.state, c),
+            no_free_slot: !slots.has_free_slot(c, SlotKind::RecoverSrc),
+            used_slots: slots.used(c, SlotKind::RecoverSrc),
+            order,
+        };
+        order += 1;
+        o.src(c, Ok(key));
+        if best.is_none_or(|(k, _)| key < k) {
+            best = Some((key, c));
+        }
+    }
+    best.map(|(_, c)| c).ok_or(NoPlan::NoAliveReplica)
+}
+
+/// Rule §5.2 `dst` ranking, smallest first (the field order is the
+/// preference order; the cid ends every tie).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecoverDstKey {
+    /// Stretched cluster: outside the zone short of replicas. Such chunks
+    /// are taken only when none in that zone qualifies (redundancy first).
+    pub outside_zone: bool,
+    /// False on the prefer-local chunk, which sorts first.
+    pub not_prefer_local: bool,
+    /// Racked chunks first (unracked ones are a last resort).
+    pub unracked: bool,
+    /// Distance to the nearest alive replica, farther first (topology safety).
+    pub distance: Reverse<Distance>,
+    /// Load ratio counting the copies in flight, lower first.
+    pub load: Option<LoadRatio>,
+    pub cid: Cid,
 }
 
 /// Rule §5.2 `dst`: a chunk holding no replica that passes the placement
@@ -64,55 +125,65 @@ pub fn choose_recover_dst(
     volume: &Volume,
     ext: &Extent,
 ) -> Result<Cid, NoPlan> {
+    choose_recover_dst_observed(ctx, slots, volume, ext, &mut NoObserve)
+}
+
+/// [`choose_recover_dst`], reporting every chunk's verdict to `o`, in the
+/// order the checks run: holds a replica, placement filters, free slot;
+/// a chunk that passes them all is reported with its [`RecoverDstKey`].
+pub fn choose_recover_dst_observed<O: Observe>(
+    ctx: &Ctx<'_>,
+    slots: &Slots,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<Cid, NoPlan> {
     let state = ctx.state;
     let alive: Vec<Cid> = ext.loc.alive_loc().collect();
     let zone = ctx
         .zones
         .and_then(|z| zone_short_of_replicas(state, z, volume, ext));
     let mut deepest: Option<DstReject> = None;
-    let mut best: [Option<(DstKey, Cid)>; 2] = [None, None]; // [in the right zone, any zone]
+    let mut best: Option<RecoverDstKey> = None;
     let mut slots_busy = false;
+    o.dst_search(None);
     for chunk in state.chunks() {
         let cid = chunk.cid;
         if ext.loc.contains(cid) {
+            o.dst(cid, Err(DstReject::HoldsReplica));
             continue;
         }
         if let Err(r) = dst_chunk_filter(ctx, chunk, EXTENT_SIZE_BYTES) {
             deepest = deepest.max(Some(r));
+            o.dst(cid, Err(r));
             continue;
         }
         if !slots.has_free_slot(cid, SlotKind::RecoverDst) {
             slots_busy = true;
+            o.dst(cid, Err(DstReject::NoFreeSlot));
             continue;
         }
-        let key: DstKey = (
-            ext.prefer_cid != cid,
-            state.rack_of(cid).is_none(),
-            Reverse(min_distance_to(state, cid, &alive)),
-            ctx.loads.ratio(cid),
+        let key = RecoverDstKey {
+            outside_zone: zone.is_some_and(|z| state.zone_of(cid) != Some(z)),
+            not_prefer_local: ext.prefer_cid != cid,
+            unracked: state.rack_of(cid).is_none(),
+            distance: Reverse(min_distance_to(state, cid, &alive)),
+            load: ctx.loads.ratio(cid),
             cid,
-        );
-        let in_zone = zone.is_none_or(|z| state.zone_of(cid) == Some(z));
-        for (i, b) in best.iter_mut().enumerate() {
-            if (i == 1 || in_zone) && b.as_ref().is_none_or(|(k, _)| key < *k) {
-                *b = Some((key, cid));
-            }
+        };
+        o.dst(cid, Ok(Score::Recover(key)));
+        if best.is_none_or(|k| key < k) {
+            best = Some(key);
         }
     }
-    match best {
-        [Some((_, c)), _] | [None, Some((_, c))] => Ok(c),
-        [None, None] if slots_busy => Err(NoPlan::SlotsBusy),
-        [None, None] => Err(NoPlan::NoDst(deepest.unwrap_or(DstReject::HoldsReplica))),
-    }
+    let chosen = match best {
+        Some(k) => Ok(k.cid),
+        None if slots_busy => Err(NoPlan::SlotsBusy),
+        None => Err(NoPlan::NoDst(deepest.unwrap_or(DstReject::HoldsReplica))),
+    };
+    o.dst_best(chosen.ok());
+    chosen
 }
-
-type DstKey = (
-    bool,
-    bool,
-    Reverse<cairn_state::Distance>,
-    Option<cairn_state::LoadRatio>,
-    Cid,
-);
 
 /// One extent's recover command (id 0: the scheduler numbers it), or why
 /// there is none. Order: src, dst, owner (no owner, no command), then the
@@ -124,6 +195,19 @@ pub fn plan_recover_extent(
     volume: &Volume,
     ext: &Extent,
 ) -> Result<SchedCmd, NoPlan> {
+    plan_recover_extent_observed(ctx, slots, pid, volume, ext, &mut NoObserve)
+}
+
+/// [`plan_recover_extent`], reporting every decision to `o`
+/// (`cairn sched explain`); with [`NoObserve`] it is the same code.
+pub fn plan_recover_extent_observed<O: Observe>(
+    ctx: &Ctx<'_>,
+    slots: &Slots,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<SchedCmd, NoPlan> {
     if !needs_recover(ext) {
         return Err(if ext.loc.alive_count() == 0 {
             NoPlan::NoAliveReplica
@@ -131,10 +215,36 @@ pub fn plan_recover_extent(
             NoPlan::NotNeeded
         });
     }
-    let src = choose_recover_src(ctx, slots, ext)?;
-    let dst = choose_recover_dst(ctx, slots, volume, ext)?;
-    let (owner, owner_from) = allocate_owner(ctx, ext, src, dst).ok_or(NoPlan::NoOwner)?;
+    o.rule(Why::MissingReplica, false);
+    let planned = recover_command(ctx, slots, pid, volume, ext, o);
+    o.rule_end(match planned {
+        Ok(cmd) => RuleOutcome::Chosen {
+            dst: cmd.dst,
+            replace: None,
+        },
+        Err(e) => RuleOutcome::Failed(e),
+    });
+    planned
+}
+
+fn recover_command<O: Observe>(
+    ctx: &Ctx<'_>,
+    slots: &Slots,
+    pid: Pid,
+    volume: &Volume,
+    ext: &Extent,
+    o: &mut O,
+) -> Result<SchedCmd, NoPlan> {
+    let src = choose_recover_src_observed(ctx, slots, ext, o)?;
+    let dst = choose_recover_dst_observed(ctx, slots, volume, ext, o)?;
+    let owner = allocate_owner(ctx, ext, src, dst);
+    let Some((owner, owner_from)) = owner else {
+        o.owner(src, dst, None, src);
+        return Err(NoPlan::NoOwner);
+    };
+    let chosen_src = src;
     let src = src_follows_owner(ext, src, dst, owner);
+    o.owner(chosen_src, dst, Some((owner, owner_from)), src);
     if !slots.has_free_slot(src, SlotKind::RecoverSrc) {
         return Err(NoPlan::SlotsBusy);
     }

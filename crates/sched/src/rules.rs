@@ -220,6 +220,11 @@ pub fn topology_safety(state: &State, cids: &[Cid]) -> Safety {
 }
 
 impl Safety {
+    /// The pairwise distances, closest first.
+    pub fn pairs(&self) -> &[Distance] {
+        &self.pairs[..usize::from(self.len).min(self.pairs.len())]
+    }
+
     /// The closest pair (OtherZone for fewer than two replicas).
     pub fn closest(&self) -> Distance {
         if self.len == 0 {

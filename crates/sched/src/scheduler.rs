@@ -58,6 +58,43 @@ pub enum SchedError {
     Config(#[from] SchedConfigError),
 }
 
+/// What an applied command may have changed, for the scheduler: small
+/// enough for the state machine to queue for the leader's runner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    Nothing,
+    /// One extent's replicas changed.
+    Extent(Pid),
+    /// Space or failslow changed: parked extents may be plannable again.
+    Unpark,
+    /// Many extents at once (sessions, volumes, chunks, topology, config).
+    All,
+}
+
+impl Touch {
+    pub fn of(cmd: &Cmd) -> Touch {
+        match cmd {
+            Cmd::UpdateExtent(u) => Touch::Extent(u.pid),
+            Cmd::FinishCopy(f) => f
+                .update
+                .as_ref()
+                .map_or(Touch::Nothing, |u| Touch::Extent(u.pid)),
+            Cmd::OpenSession { .. }
+            | Cmd::CloseSession { .. }
+            | Cmd::ExpireSession { .. }
+            | Cmd::CreateVolume(_)
+            | Cmd::DeleteVolume { .. }
+            | Cmd::SetChunkState { .. }
+            | Cmd::MoveChunk { .. }
+            | Cmd::MoveTopo { .. }
+            | Cmd::RegisterChunk { .. }
+            | Cmd::SetConfig { .. } => Touch::All,
+            Cmd::ReportSpace { .. } | Cmd::SetFailslow { .. } => Touch::Unpark,
+            _ => Touch::Nothing,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Dirty {
     all: bool,
@@ -158,21 +195,41 @@ impl Scheduler {
 
     /// Feeds an applied Raft command: marks what it may have changed.
     pub fn observe(&mut self, cmd: &Cmd) {
-        match cmd {
-            Cmd::UpdateExtent(u) => self.mark_dirty(u.pid),
-            Cmd::OpenSession { .. }
-            | Cmd::CloseSession { .. }
-            | Cmd::ExpireSession { .. }
-            | Cmd::CreateVolume(_)
-            | Cmd::DeleteVolume { .. }
-            | Cmd::SetChunkState { .. }
-            | Cmd::MoveChunk { .. }
-            | Cmd::MoveTopo { .. }
-            | Cmd::RegisterChunk { .. }
-            | Cmd::SetConfig { .. } => self.mark_all_dirty(),
-            Cmd::ReportSpace { .. } | Cmd::SetFailslow { .. } => self.dirty.unpark = true,
-            _ => {}
+        self.touch(Touch::of(cmd));
+    }
+
+    /// Feeds what an applied command changed (see [`Touch::of`]).
+    pub fn touch(&mut self, t: Touch) {
+        match t {
+            Touch::Nothing => {}
+            Touch::Extent(pid) => self.mark_dirty(pid),
+            Touch::Unpark => self.dirty.unpark = true,
+            Touch::All => self.mark_all_dirty(),
         }
+    }
+
+    /// The running command of an extent, if any.
+    pub fn running_of(&self, pid: Pid) -> Option<&Running> {
+        self.running.get(&pid)
+    }
+
+    /// Takes over a command that already runs (recorded in the replicated
+    /// state by an earlier leader, or by this one before a restart of its
+    /// runner), before any round: it is not planned again, its slots count,
+    /// and its timeout runs from `issued_ms`. Returns the id it runs under
+    /// here. A command already running for the extent is replaced.
+    pub fn adopt(&mut self, mut cmd: SchedCmd, issued_ms: u64) -> u64 {
+        if let Some(old) = self.running.remove(&cmd.pid) {
+            self.release(&old.cmd);
+        }
+        self.recover.remove(cmd.pid);
+        self.migrate.remove(cmd.pid);
+        self.slots.take_adopted(cmd.src, SlotKind::src(cmd.kind));
+        self.slots.take_adopted(cmd.dst, SlotKind::dst(cmd.kind));
+        cmd.id = self.next_id;
+        self.next_id += 1;
+        self.running.insert(cmd.pid, Running { cmd, issued_ms });
+        cmd.id
     }
 
     pub fn mark_dirty(&mut self, pid: Pid) {
@@ -267,7 +324,7 @@ impl Scheduler {
     }
 
     /// Loads of this round, counting copies in flight.
-    fn ctx<'a>(&self, state: &'a State) -> Ctx<'a> {
+    pub(crate) fn ctx<'a>(&self, state: &'a State) -> Ctx<'a> {
         let mut ctx = Ctx::new(state);
         for r in self.running.values() {
             ctx.loads.add(r.cmd.dst, r.cmd.bytes);
@@ -690,7 +747,7 @@ fn scan_order(state: &State, cursor: Pid) -> impl Iterator<Item = (&Volume, usiz
 /// An operator's command at dispatch time: still consistent with the
 /// extent (src alive, dst holds none, replace present)? The owner is taken
 /// again from the extent as it is now, with the owner rule.
-fn revalidate_fixed(
+pub(crate) fn revalidate_fixed(
     ctx: &Ctx<'_>,
     slots: &Slots,
     mut cmd: SchedCmd,

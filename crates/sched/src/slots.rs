@@ -244,6 +244,15 @@ impl Slots {
         Ok(())
     }
 
+    /// Counts a command that already runs (a new leader adopting the
+    /// copies in the replicated state), even past a limit lowered meanwhile:
+    /// the count must match what runs, and a full chunk only blocks new ones.
+    pub fn take_adopted(&mut self, cid: Cid, kind: SlotKind) {
+        if let Some(c) = self.get_mut(cid) {
+            c.used[kind.index()] = c.used[kind.index()].saturating_add(1);
+        }
+    }
+
     pub fn release(&mut self, cid: Cid, kind: SlotKind) {
         if let Some(c) = self.get_mut(cid) {
             let u = &mut c.used[kind.index()];

@@ -486,3 +486,93 @@ fn one_queue_structure_with_manual_commands_at_the_front() {
     let r: CmdQueue = CmdQueue::new(Kind::Recover, 4);
     assert_eq!(r.kind(), Kind::Recover);
 }
+
+#[test]
+fn a_new_leader_adopts_running_copies_and_issues_nothing_twice() {
+    // Given 3 extents on {1,2}; chunk 2 stops; a first leader issues two
+    // copies out of chunk 1's two source slots
+    let mut f = Fixture::new();
+    let c = f.racks(4, 10);
+    let pid = f.volume("v", vec![vec![c[0], c[1]]; 3], 0);
+    f.stop(c[1]);
+    let cfg = SchedConfig {
+        slots: SlotLimits {
+            recover_src: 2,
+            ..SlotLimits::default()
+        },
+        recover_timeout_ms: 60_000,
+        ..SchedConfig::default()
+    };
+    let mut old = Scheduler::new(cfg.clone()).unwrap();
+    let running = old.plan_recover(&f.state, 1_000).issued;
+    assert_eq!(running.len(), 2);
+    // When a new leader's scheduler adopts them (as the state recorded them)
+    let mut new = Scheduler::new(cfg).unwrap();
+    for cmd in &running {
+        let id = new.adopt(
+            SchedCmd {
+                why: Why::Adopted,
+                ..*cmd
+            },
+            1_000,
+        );
+        assert_eq!(new.running_of(cmd.pid).map(|r| r.cmd.id), Some(id));
+    }
+    // Then its first round issues nothing for them: their slots are taken,
+    // so the third extent waits exactly as it did under the old leader
+    let first = new.plan_recover(&f.state, 2_000);
+    assert!(first.issued.is_empty(), "{:?}", first.issued);
+    assert_eq!(new.slots().used(c[0], SlotKind::RecoverSrc), 2);
+    assert_eq!(new.queue(Kind::Recover).len(), 1);
+    assert!(!new.queue(Kind::Recover).contains(pid));
+    // and their timeout runs from when the old leader issued them
+    let late = new.plan_recover(&f.state, 61_000);
+    assert_eq!(late.timed_out.len(), 2);
+    // An adopted command that finishes frees its slot like any other
+    let mut again = Scheduler::new(SchedConfig {
+        slots: SlotLimits {
+            recover_src: 2,
+            ..SlotLimits::default()
+        },
+        ..SchedConfig::default()
+    })
+    .unwrap();
+    let id = again.adopt(running[0], 1_000);
+    f.finish(&running[0]);
+    again.complete(running[0].pid, id, 3_000).unwrap();
+    assert_eq!(again.slots().used(c[0], SlotKind::RecoverSrc), 0);
+}
+
+#[test]
+fn adopting_past_a_lowered_limit_counts_what_runs_and_blocks_new_commands() {
+    let mut f = Fixture::new();
+    let c = f.racks(4, 10);
+    let _pid = f.volume("v", vec![vec![c[0], c[1]]; 3], 0);
+    f.stop(c[1]);
+    let wide = SchedConfig {
+        slots: SlotLimits {
+            recover_src: 2,
+            ..SlotLimits::default()
+        },
+        ..SchedConfig::default()
+    };
+    let running = Scheduler::new(wide)
+        .unwrap()
+        .plan_recover(&f.state, 0)
+        .issued;
+    assert_eq!(running.len(), 2);
+    // The limit was lowered to 1 meanwhile: both still count
+    let mut s = Scheduler::new(SchedConfig {
+        slots: SlotLimits {
+            recover_src: 1,
+            ..SlotLimits::default()
+        },
+        ..SchedConfig::default()
+    })
+    .unwrap();
+    for cmd in &running {
+        s.adopt(*cmd, 0);
+    }
+    assert_eq!(s.slots().used(c[0], SlotKind::RecoverSrc), 2);
+    assert!(s.plan_recover(&f.state, 1).issued.is_empty());
+}
