@@ -345,6 +345,7 @@ async fn the_session_wire_renews_on_the_leader_redirects_from_followers_and_drop
         session_id,
         space: None,
         results: vec![],
+        progress: vec![],
     };
     let wait = Duration::from_secs(5);
 

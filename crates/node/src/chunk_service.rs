@@ -293,10 +293,12 @@ pub fn renew_all(
             if let Some(space) = space {
                 t.report_space(r.cid, r.session_id, space);
             }
+            let (term, commands) = sessions.board().exchange(r.cid, r.results, r.progress);
             Ok(pb::KeepAliveResponse {
                 lease_ms,
                 keepalive_ms: keepalive_interval_ms(lease_ms),
-                commands: vec![],
+                commands,
+                term,
             })
         })
         .collect()

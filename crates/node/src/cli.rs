@@ -115,6 +115,48 @@ pub enum ExtentCmd {
         #[arg(long)]
         volume: u64,
     },
+    /// An operator's recover: copy the extent from `src` (an alive replica)
+    /// to `dst` (a chunk holding none), ahead of everything queued.
+    /// Prints pid, current loc, alive loc, dst, owner and mode, or why the
+    /// command was refused.
+    ///
+    ///   cairn extent recover --pid 42 --src 3 --dst 7
+    Recover {
+        #[arg(long)]
+        pid: u64,
+        #[arg(long)]
+        src: u32,
+        #[arg(long)]
+        dst: u32,
+    },
+    /// An operator's migrate: copy `src -> dst`, then drop the replica on
+    /// `replace`. Locality and topology preferences are not enforced; the
+    /// new replica is pinned so the scheduler does not move it back.
+    ///
+    ///   cairn extent migrate --pid 42 --src 3 --dst 7 --replace 3
+    Migrate {
+        #[arg(long)]
+        pid: u64,
+        #[arg(long)]
+        src: u32,
+        #[arg(long)]
+        dst: u32,
+        #[arg(long)]
+        replace: u32,
+    },
+    /// Bring one replica of every extent of a volume (or of one extent) onto
+    /// chunk `cid`, without taking it to ultra-high load; pinned there.
+    ///
+    ///   cairn extent gather --volume 1 --cid 4
+    ///   cairn extent gather --pid 42 --cid 4
+    Gather {
+        #[arg(long, conflicts_with = "pid", required_unless_present = "pid")]
+        volume: Option<u64>,
+        #[arg(long)]
+        pid: Option<u64>,
+        #[arg(long)]
+        cid: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -468,6 +510,21 @@ pub async fn extent(client: &MetaClient, cmd: ExtentCmd, json: bool, stale: bool
                 ],
             );
             Ok(())
+        }
+        ExtentCmd::Recover { pid, src, dst } => {
+            crate::sched_cli::manual(client, pb::CopyKind::Recover, pid, src, dst, 0, json).await
+        }
+        ExtentCmd::Migrate {
+            pid,
+            src,
+            dst,
+            replace,
+        } => {
+            crate::sched_cli::manual(client, pb::CopyKind::Migrate, pid, src, dst, replace, json)
+                .await
+        }
+        ExtentCmd::Gather { volume, pid, cid } => {
+            crate::sched_cli::gather(client, volume, pid, cid, json).await
         }
         ExtentCmd::List { volume } => {
             let v = client.read(&format!("volume {volume}"), stale).await?;

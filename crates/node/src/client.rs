@@ -194,6 +194,7 @@ impl MetaClient {
                             | Code::Aborted
                             | Code::AlreadyExists
                             | Code::OutOfRange
+                            | Code::ResourceExhausted
                             | Code::Unimplemented
                     ) {
                         return Err(ClientError::Rejected {
@@ -281,4 +282,28 @@ write_rpcs! {
     delete_volume(DeleteVolumeRequest);
     update_extent(UpdateExtentRequest);
     set_config(SetConfigRequest);
+}
+
+/// The scheduler's RPCs, run on the leader like every other call.
+macro_rules! leader_rpcs {
+    ($($name:ident($req:ident) -> $resp:ident;)*) => {
+        impl MetaClient {
+            $(
+                pub async fn $name(&self, req: pb::$req) -> Result<pb::$resp, ClientError> {
+                    self.on_leader(|mut c| {
+                        let req = req.clone();
+                        async move { c.$name(req).await }
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+leader_rpcs! {
+    sched_status(SchedStatusRequest) -> SchedStatusResponse;
+    sched_explain(SchedExplainRequest) -> SchedExplainResponse;
+    manual_copy(ManualCopyRequest) -> ManualCopyResponse;
+    gather(GatherRequest) -> GatherResponse;
 }

@@ -46,9 +46,18 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub async fn run(nodes: u64, dir: Option<PathBuf>, chunks: usize, racks: usize) -> Result<()> {
+pub async fn run(
+    nodes: u64,
+    dir: Option<PathBuf>,
+    chunks: usize,
+    racks: usize,
+    demo: bool,
+) -> Result<()> {
     if !(1..=7).contains(&nodes) {
         bail!("--nodes must be between 1 and 7");
+    }
+    if demo && chunks < 4 {
+        bail!("--demo needs at least 4 chunks (3 replicas and one to stop)");
     }
     let dir = match dir {
         Some(d) => d,
@@ -94,6 +103,10 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>, chunks: usize, racks: usize) 
         let mut cfg = FleetConfig::new(addrs.clone(), chunks);
         cfg.racks = racks.max(1);
         cfg.state_file = Some(dir.join("fleet-cids"));
+        if demo {
+            // Slow enough disks that a recovery takes a few seconds to watch.
+            cfg.bandwidth_mb_s = DEMO_BANDWIDTH_MB_S;
+        }
         let mut fleet = Fleet::start(cfg).await?;
         let control = fleet.serve_control("127.0.0.1:0".parse()?).await?;
         crate::fleet_cli::record_control(control)?;
@@ -135,14 +148,98 @@ pub async fn run(nodes: u64, dir: Option<PathBuf>, chunks: usize, racks: usize) 
     println!("       cairn --help");
     println!();
     println!("Ctrl-C stops every member.");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    if let (true, Some(f)) = (demo, &fleet) {
+        tokio::select! {
+            r = run_demo(&addrs, f) => {
+                if let Err(e) = r {
+                    println!("demo stopped: {e:#}");
+                }
+            }
+            _ = stop_signal() => {
+                println!("stopping {nodes} members");
+                return Ok(());
+            }
+        }
+        println!();
+        println!("the cluster keeps running; Ctrl-C stops every member.");
+    }
+    stop_signal().await?;
     println!("stopping {nodes} members");
     drop(fleet);
     let _ = std::fs::remove_file(crate::fleet_cli::control_file());
     drop(children);
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: either way the members are stopped and the recorded
+/// endpoints removed (a `kill` of `cairn dev` must not orphan its members).
+async fn stop_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// Disk bandwidth of the demo's simulated chunks.
+const DEMO_BANDWIDTH_MB_S: u64 = 100;
+/// Recover slots per chunk in the demo: low, so the copies come in waves.
+const DEMO_RECOVER_SLOTS: u32 = 2;
+
+/// `cairn dev --demo`: a volume, then one chunk stops; its lease runs out
+/// and the recovery runs under a progress bar.
+async fn run_demo(addrs: &[String], fleet: &Fleet) -> Result<()> {
+    use cairn_node::types::pb;
+    let client = MetaClient::new(addrs.to_vec())?;
+    for key in ["recover_src_slots", "recover_dst_slots"] {
+        client
+            .set_config(pb::SetConfigRequest {
+                key: key.into(),
+                value: DEMO_RECOVER_SLOTS.to_string(),
+            })
+            .await?;
+    }
+    let lease_ms: u64 = client.read("config", false).await?["lease_ms"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(14_000);
+    let v = client
+        .create_volume(pb::CreateVolumeRequest {
+            name: format!("demo-{}", std::process::id()),
+            size_bytes: 200 * cairn_state::EXTENT_SIZE_BYTES,
+            replicas: 3,
+            ..Default::default()
+        })
+        .await?;
+    println!();
+    println!(
+        "demo: volume {} with {} extents, 3 replicas each, on chunks with {DEMO_BANDWIDTH_MB_S} MiB/s disks and {DEMO_RECOVER_SLOTS} recover slots each",
+        v.volume_id, v.extents
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The chunk holding the most replicas of the volume.
+    let vol = client
+        .read(&format!("volume {}", v.volume_id), false)
+        .await?;
+    let mut held: std::collections::BTreeMap<u64, u64> = Default::default();
+    for e in vol["extents"].as_array().into_iter().flatten() {
+        for c in e["loc"].as_array().into_iter().flatten() {
+            *held.entry(c.as_u64().unwrap_or(0)).or_default() += 1;
+        }
+    }
+    let (cid, n) = held
+        .iter()
+        .max_by_key(|(cid, n)| (**n, std::cmp::Reverse(**cid)))
+        .map(|(c, n)| (*c as u32, *n))
+        .context("the volume has no replicas")?;
+    fleet.stop_chunk(cid);
+    println!(
+        "demo: stopped chunk {cid} ({n} replicas); its session expires within {:.0} s, then every extent it held gets its replica back",
+        lease_ms as f64 / 1000.0
+    );
+    println!("      (in another shell: cairn sched status, cairn sched explain <pid>, cairn fleet start {cid})");
+    crate::sched_cli::watch(&client, Duration::from_millis(lease_ms + 10_000)).await
 }
 
 async fn wait_for_leader(addrs: &[String], dir: &Path) -> Result<()> {

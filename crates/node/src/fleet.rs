@@ -17,6 +17,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::chunk_service::space_to_pb;
 use crate::client::{ClientError, MetaClient};
+use crate::copy_exec::{ChunkCopies, FleetDisks, ACK_POLL_MS};
 use crate::meta_service::LEADER_KEY;
 use crate::session_wire::WireClient;
 use crate::types::pb;
@@ -45,6 +46,9 @@ pub struct FleetConfig {
     /// Chunks sharing one session connection per member (0: the whole
     /// fleet shares one, as a host agent would for its chunks).
     pub chunks_per_conn: usize,
+    /// Chunk-side limit of copies one chunk runs at once, per kind, as
+    /// source and as destination (meta's slots should keep below it).
+    pub chunk_slots: u32,
 }
 
 /// How a simulated chunk sends its keepalives.
@@ -82,6 +86,7 @@ impl FleetConfig {
             host_prefix: "sim".into(),
             transport: Transport::Wire,
             chunks_per_conn: 0,
+            chunk_slots: 16,
         }
     }
 }
@@ -115,6 +120,7 @@ pub struct SimChunk {
     registrations: AtomicU64,
     keepalives: AtomicU64,
     space: Mutex<ChunkSpaceInfo>,
+    copies: Mutex<ChunkCopies>,
 }
 
 impl SimChunk {
@@ -132,6 +138,13 @@ impl SimChunk {
     }
     pub fn running(&self) -> bool {
         *self.running.borrow()
+    }
+    /// Copies this chunk runs now.
+    pub fn copies_running(&self) -> usize {
+        self.copies().running()
+    }
+    fn copies(&self) -> std::sync::MutexGuard<'_, ChunkCopies> {
+        self.copies.lock().unwrap_or_else(|p| p.into_inner())
     }
     /// Goes silent, as if crashed or hung.
     fn stop(&self) {
@@ -154,6 +167,8 @@ impl SimChunk {
             registrations: self.registrations.load(Ordering::Relaxed),
             keepalives: self.keepalives.load(Ordering::Relaxed),
             brick: self.brick.unwrap_or(0),
+            copies_running: self.copies_running() as u64,
+            peak_slots: vec![],
         }
     }
 }
@@ -161,6 +176,7 @@ impl SimChunk {
 /// A running fleet. Dropping it stops every chunk loop.
 pub struct Fleet {
     chunks: Vec<Arc<SimChunk>>,
+    disks: Arc<FleetDisks>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     control: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
     stop: Arc<Notify>,
@@ -215,6 +231,7 @@ impl Fleet {
                         total_data_capacity: cfg.capacity_bytes,
                         ..Default::default()
                     }),
+                    copies: Mutex::default(),
                 })
             })
             .collect();
@@ -225,6 +242,8 @@ impl Fleet {
             lock: Mutex::new(()),
         });
         let channels = Channels::default();
+        let disks = Arc::new(FleetDisks::new(cfg.chunk_slots));
+        let epoch = Instant::now();
         let grpc_streams = Arc::new(AtomicBool::new(cfg.transport == Transport::GrpcStream));
         let per_conn = if cfg.chunks_per_conn == 0 {
             cfg.chunks.max(1)
@@ -245,12 +264,17 @@ impl Fleet {
                     wire: wires[c.index / per_conn].clone(),
                     grpc_streams: grpc_streams.clone(),
                 };
+                let exec = Exec {
+                    disks: disks.clone(),
+                    epoch,
+                };
                 let (c, cfg, state) = (c.clone(), cfg.clone(), state.clone());
-                tokio::spawn(async move { chunk_loop(c, conn, cfg, state).await })
+                tokio::spawn(async move { chunk_loop(c, conn, exec, cfg, state).await })
             })
             .collect();
         Ok(Fleet {
             chunks,
+            disks,
             tasks,
             control: None,
             stop,
@@ -266,6 +290,11 @@ impl Fleet {
 
     pub fn chunks(&self) -> &[Arc<SimChunk>] {
         &self.chunks
+    }
+
+    /// The fleet's disks: copy counters and per-chunk slot peaks.
+    pub fn disks(&self) -> &FleetDisks {
+        &self.disks
     }
 
     fn by_cid(&self, cid: u32) -> Option<&Arc<SimChunk>> {
@@ -314,6 +343,7 @@ impl Fleet {
         let bound = listener.local_addr().map_err(|e| err(e.to_string()))?;
         let svc = Control {
             chunks: self.chunks.clone(),
+            disks: self.disks.clone(),
         };
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         let task = tokio::spawn(async move {
@@ -477,7 +507,25 @@ impl Conn {
 /// What a chunk does with its session, forever: register when it has no
 /// session, keep alive every interval, register again when told its session
 /// is over, follow the leader, and go silent while stopped.
-async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: Arc<StateWriter>) {
+/// A chunk's copies and the fleet's shared disks and clock.
+struct Exec {
+    disks: Arc<FleetDisks>,
+    epoch: Instant,
+}
+
+impl Exec {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+async fn chunk_loop(
+    c: Arc<SimChunk>,
+    mut conn: Conn,
+    exec: Exec,
+    cfg: FleetConfig,
+    state: Arc<StateWriter>,
+) {
     let mut running = c.running.subscribe();
     let mut stream = KeepAliveStream::default();
     // The space figures the leader last acknowledged: a keepalive carries
@@ -487,8 +535,10 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
     let retry = Duration::from_millis(100);
     loop {
         if !*running.borrow_and_update() {
-            // Stopped: silent until started, then back as a restarted chunk.
+            // Stopped: silent until started, then back as a restarted chunk
+            // (its copies died with it).
             c.session_id.store(0, Ordering::Relaxed);
+            c.copies().crash(&exec.disks);
             stream.close();
             if running.wait_for(|r| *r).await.is_err() {
                 return;
@@ -518,6 +568,11 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
                     let first = c.cid() == 0;
                     c.cid.store(r.cid, Ordering::Relaxed);
                     c.session_id.store(r.session_id, Ordering::Relaxed);
+                    exec.disks.set_disk(
+                        r.cid,
+                        c.bandwidth_mb_s,
+                        c.failslow.load(Ordering::Relaxed),
+                    );
                     acked_space = Some(space);
                     c.registrations.fetch_add(1, Ordering::Relaxed);
                     interval = Duration::from_millis(r.keepalive_ms.max(50));
@@ -539,11 +594,13 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
                 }
             }
         } else {
+            let (results, progress) = c.copies().poll(exec.now_ms(), &exec.disks);
             let req = pb::KeepAliveRequest {
                 cid: c.cid(),
                 session_id,
                 space: (acked_space != Some(space)).then(|| space_to_pb(&space)),
-                results: vec![],
+                results,
+                progress,
             };
             // A keepalive that takes longer than an interval is as good as lost.
             let wait = interval.max(Duration::from_millis(500));
@@ -555,6 +612,13 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
             };
             match r {
                 Ok(r) => {
+                    c.copies().on_reply(
+                        exec.now_ms(),
+                        r.term,
+                        &r.commands,
+                        &exec.disks,
+                        c.bandwidth_mb_s,
+                    );
                     c.keepalives.fetch_add(1, Ordering::Relaxed);
                     acked_space = Some(space);
                     interval = Duration::from_millis(r.keepalive_ms.max(50));
@@ -572,8 +636,20 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, cfg: FleetConfig, state: A
                 }
             }
         }
-        // Sleep one interval, or less if stopped or restarted meanwhile.
-        let _ = tokio::time::timeout(interval, running.changed()).await;
+        // Sleep one interval, or less if stopped or restarted meanwhile, or
+        // until a copy finishes (its result goes out at once).
+        let mut sleep = interval;
+        {
+            let copies = c.copies();
+            if let Some(at) = copies.next_finish_ms() {
+                let until = Duration::from_millis(at.saturating_sub(exec.now_ms()) + 1);
+                sleep = sleep.min(until);
+            }
+            if copies.awaiting_ack() {
+                sleep = sleep.min(Duration::from_millis(ACK_POLL_MS));
+            }
+        }
+        let _ = tokio::time::timeout(sleep, running.changed()).await;
     }
 }
 
@@ -640,6 +716,7 @@ impl KeepAliveStream {
 
 struct Control {
     chunks: Vec<Arc<SimChunk>>,
+    disks: Arc<FleetDisks>,
 }
 
 impl Control {
@@ -657,8 +734,20 @@ impl pb::fleet_server::Fleet for Control {
         &self,
         _: Request<pb::FleetListRequest>,
     ) -> Result<Response<pb::FleetListResponse>, Status> {
+        let n = self.disks.counters();
         Ok(Response::new(pb::FleetListResponse {
-            chunks: self.chunks.iter().map(|c| c.row()).collect(),
+            chunks: self
+                .chunks
+                .iter()
+                .map(|c| pb::FleetChunk {
+                    peak_slots: self.disks.peak(c.cid()).to_vec(),
+                    ..c.row()
+                })
+                .collect(),
+            copies_done: n.done,
+            copies_duplicated: n.duplicates,
+            copies_refused_slots: n.refused_slots,
+            copies_refused_stale: n.refused_stale,
         }))
     }
 

@@ -153,11 +153,13 @@ pub async fn control(cmd: FleetCmd, json: bool) -> Result<()> {
         FleetCmd::Stop { cid, .. } => client.stop(pb::FleetChunkRequest { cid }).await.map(|r| {
             r.map(|r| pb::FleetListResponse {
                 chunks: r.chunk.into_iter().collect(),
+                ..Default::default()
             })
         }),
         FleetCmd::Start { cid, .. } => client.start(pb::FleetChunkRequest { cid }).await.map(|r| {
             r.map(|r| pb::FleetListResponse {
                 chunks: r.chunk.into_iter().collect(),
+                ..Default::default()
             })
         }),
     }
@@ -171,6 +173,7 @@ pub async fn control(cmd: FleetCmd, json: bool) -> Result<()> {
                 "cid": c.cid, "hostname": c.hostname, "brick": c.brick,
                 "running": c.running, "session": c.session_id,
                 "registrations": c.registrations, "keepalives": c.keepalives,
+                "copies": c.copies_running,
             })
         })
         .collect();
@@ -187,6 +190,7 @@ pub async fn control(cmd: FleetCmd, json: bool) -> Result<()> {
                 "session",
                 "registrations",
                 "keepalives",
+                "copies",
             ],
         );
     }

@@ -3,12 +3,15 @@
 
 pub mod chunk_service;
 pub mod client;
+pub mod copies;
+pub mod copy_exec;
 pub mod fleet;
 pub mod meta_service;
 pub mod network;
 pub mod node;
 pub mod propose;
 pub mod raft_service;
+pub mod sched_service;
 pub mod session_wire;
 pub mod sessions;
 pub mod store;

@@ -20,6 +20,7 @@ mod bench;
 mod cli;
 mod dev;
 mod fleet_cli;
+mod sched_cli;
 
 #[derive(Parser)]
 #[command(
@@ -103,6 +104,11 @@ enum Command {
         /// Racks (one brick each) the chunks are spread over, in one zone.
         #[arg(long, default_value_t = 2)]
         racks: usize,
+        /// Show a recovery: create a volume, stop the chunk holding most of
+        /// its replicas, and draw the recovery's progress until every extent
+        /// has its replicas back (the cluster keeps running afterwards).
+        #[arg(long)]
+        demo: bool,
     },
     /// Run a fleet of simulated chunks against a cluster, or control a
     /// running one (stop / start a chunk by cid, list).
@@ -142,6 +148,18 @@ enum Command {
     Extent {
         #[command(subcommand)]
         cmd: cli::ExtentCmd,
+    },
+    /// The leader's recover and migrate schedulers: status, a live
+    /// progress bar, pause / resume, and why an extent gets the command it
+    /// gets. Operator commands are under `cairn extent`.
+    ///
+    ///   cairn sched status
+    ///   cairn sched watch
+    ///   cairn sched pause migrate
+    ///   cairn sched explain 42
+    Sched {
+        #[command(subcommand)]
+        cmd: sched_cli::SchedCmd,
     },
     /// Replicated cluster configuration.
     Config {
@@ -193,7 +211,7 @@ enum BenchCmd {
     },
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
         .parse()
@@ -288,7 +306,8 @@ async fn run(cli: Cli) -> Result<()> {
             dir,
             chunks,
             racks,
-        } => dev::run(nodes, dir, chunks, racks).await,
+            demo,
+        } => dev::run(nodes, dir, chunks, racks, demo).await,
         Command::Fleet { cmd: None, run } => fleet_cli::run(endpoints(&cli.endpoints)?, run).await,
         Command::Fleet { cmd: Some(cmd), .. } => fleet_cli::control(cmd, cli.json).await,
         Command::Session { cmd } => {
@@ -329,6 +348,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Extent { cmd } => {
             cli::extent(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
         }
+        Command::Sched { cmd } => sched_cli::sched(&client(&cli.endpoints)?, cmd, cli.json).await,
         Command::Config { cmd } => {
             cli::config(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
         }

@@ -10,8 +10,10 @@ use tonic::{Request, Response, Status};
 use crate::store::sm::SmHandle;
 use crate::types::{self, pb, NodeId, Raft};
 
+use crate::copies::SchedHandle;
 use crate::propose::{not_leader, Proposed, Proposer};
 pub use crate::propose::{now_ms, LEADER_KEY};
+use crate::sched_service;
 use crate::sessions::Sessions;
 /// Most commands one proposal may carry.
 pub const MAX_CMDS_PER_PROPOSAL: usize = 4096;
@@ -22,6 +24,7 @@ pub struct MetaService {
     sm: SmHandle,
     proposer: Proposer,
     sessions: Sessions,
+    sched: SchedHandle,
 }
 
 impl MetaService {
@@ -31,6 +34,7 @@ impl MetaService {
         cluster_id: u64,
         proposer: Proposer,
         sessions: Sessions,
+        sched: SchedHandle,
     ) -> MetaService {
         MetaService {
             raft,
@@ -38,6 +42,7 @@ impl MetaService {
             sm,
             proposer,
             sessions,
+            sched,
         }
     }
 
@@ -106,8 +111,10 @@ pub fn cmd_status(e: &CmdError) -> Status {
 }
 
 /// Commands only the leader's own runners (or the Chunk service) may
-/// propose: a client that could would end a healthy chunk's session or
-/// switch on a behaviour some member lacks.
+/// propose: a client that could would end a healthy chunk's session,
+/// switch on a behaviour some member lacks, or start a copy the scheduler
+/// does not count (operators use `ManualCopy`). `FinishCopy` stays open:
+/// `FinishCopy{update: None}` is how an operator abandons a copy.
 fn leader_only(c: &Cmd) -> bool {
     matches!(
         c,
@@ -115,6 +122,8 @@ fn leader_only(c: &Cmd) -> bool {
             | Cmd::CloseSession { .. }
             | Cmd::SessionCheckpoint { .. }
             | Cmd::ActivateFeature { .. }
+            | Cmd::IssueCopy(_)
+            | Cmd::AdoptCopies { .. }
     )
 }
 
@@ -150,7 +159,7 @@ impl pb::meta_server::Meta for MetaService {
             .map_err(|e| Status::invalid_argument(format!("cannot decode commands: {e}")))?;
         if let Some(c) = cmds.iter().find(|c| leader_only(c)) {
             return Err(Status::permission_denied(format!(
-                "{c:?} is decided by the leader alone (session tracker, upgrade gate) and cannot be proposed by a client"
+                "{c:?} is decided by the leader alone (session tracker, upgrade gate, scheduler) and cannot be proposed by a client"
             )));
         }
         if cmds.is_empty() || cmds.len() > MAX_CMDS_PER_PROPOSAL {
@@ -531,6 +540,45 @@ impl pb::meta_server::Meta for MetaService {
             value: r.value,
         })
         .await
+    }
+
+    async fn sched_status(
+        &self,
+        _request: Request<pb::SchedStatusRequest>,
+    ) -> Result<Response<pb::SchedStatusResponse>, Status> {
+        self.linearizable().await?;
+        let leader_id = self.raft.metrics().borrow().id;
+        let d = self.sm.read();
+        sched_service::status(&d.state, &self.sched, self.sessions.board(), leader_id)
+            .map(Response::new)
+    }
+
+    async fn sched_explain(
+        &self,
+        request: Request<pb::SchedExplainRequest>,
+    ) -> Result<Response<pb::SchedExplainResponse>, Status> {
+        self.linearizable().await?;
+        let d = self.sm.read();
+        let text = sched_service::explain(&d.state, &self.sched, request.get_ref().pid)?;
+        Ok(Response::new(pb::SchedExplainResponse { text }))
+    }
+
+    async fn manual_copy(
+        &self,
+        request: Request<pb::ManualCopyRequest>,
+    ) -> Result<Response<pb::ManualCopyResponse>, Status> {
+        self.linearizable().await?;
+        let d = self.sm.read();
+        sched_service::manual(&d.state, &self.sched, request.get_ref()).map(Response::new)
+    }
+
+    async fn gather(
+        &self,
+        request: Request<pb::GatherRequest>,
+    ) -> Result<Response<pb::GatherResponse>, Status> {
+        self.linearizable().await?;
+        let d = self.sm.read();
+        sched_service::gather(&d.state, &self.sched, request.get_ref()).map(Response::new)
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::chunk_service::ChunkService;
 use crate::client::MetaClient;
+use crate::copies::SchedHandle;
 use crate::meta_service::MetaService;
 use crate::network::Network;
 use crate::propose::Proposer;
@@ -130,8 +131,11 @@ pub struct Node {
     pub addr: SocketAddr,
     /// The session tracker, live while this member is leader.
     pub sessions: Sessions,
+    /// The recover / migrate scheduler, live while this member is leader.
+    pub sched: SchedHandle,
     shutdown: watch::Sender<bool>,
     runner: tokio::task::JoinHandle<()>,
+    copy_runner: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -243,6 +247,15 @@ impl Node {
             cfg.space_every_ms,
             shutdown.subscribe(),
         );
+        let sched = SchedHandle::default();
+        let copy_runner = crate::copies::spawn_runner(
+            raft.clone(),
+            sm_handle.clone(),
+            proposer.clone(),
+            sessions.board().clone(),
+            sched.clone(),
+            shutdown.subscribe(),
+        );
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(RaftService::new(raft.clone(), cluster_id).into_server())
@@ -253,6 +266,7 @@ impl Node {
                     cluster_id,
                     proposer.clone(),
                     sessions.clone(),
+                    sched.clone(),
                 )
                 .into_server(),
             )
@@ -320,9 +334,11 @@ impl Node {
             sm: sm_handle,
             addr,
             sessions,
+            sched,
             shutdown,
             server,
             runner,
+            copy_runner,
         })
     }
 
@@ -338,6 +354,7 @@ impl Node {
             tracing::warn!("open streams did not end within 5 s; stopping anyway");
         }
         let _ = self.runner.await;
+        let _ = self.copy_runner.await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

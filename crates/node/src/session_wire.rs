@@ -352,6 +352,7 @@ mod tests {
                 session_id: 7,
                 space: None,
                 results: vec![],
+                progress: vec![],
             }),
         }
     }
@@ -409,6 +410,7 @@ mod tests {
             lease_ms: 14_000,
             keepalive_ms: 2_000,
             commands: vec![],
+            term: 3,
         };
         assert_eq!(reply_result(reply(7, Ok(ok.clone()))).expect("ok"), ok);
     }

@@ -15,6 +15,7 @@ use cairn_state::{Cmd, CmdError, Reply};
 use openraft::ServerState;
 use tokio::sync::watch;
 
+use crate::copies::CopyBoard;
 use crate::propose::Proposer;
 use crate::store::sm::SmHandle;
 use crate::types::Raft;
@@ -58,6 +59,8 @@ pub struct Sessions {
     inner: Arc<Mutex<Option<Tracking>>>,
     start: Instant,
     raft: Raft,
+    /// The copies chunks run, handed out with keepalive replies.
+    board: CopyBoard,
 }
 
 impl Sessions {
@@ -66,7 +69,13 @@ impl Sessions {
             inner: Arc::default(),
             start: Instant::now(),
             raft,
+            board: CopyBoard::default(),
         }
+    }
+
+    /// The copy runner's board: commands out, reports in, with keepalives.
+    pub fn board(&self) -> &CopyBoard {
+        &self.board
     }
 
     /// Monotonic milliseconds: the only clock the tracker sees.

@@ -14,7 +14,8 @@ fn mode(state: &State, ratio: Option<cairn_state::LoadRatio>) -> Value {
     })
 }
 
-/// `what`: "chunks" | "topology" | "volumes" | "volume <id>" | "extent <pid>" | "config".
+/// `what`: "chunks" | "topology" | "volumes" | "volume <id>" | "extent <pid>"
+/// | "copies" | "config".
 pub fn read(state: &State, what: &str) -> Result<Value, String> {
     let mut words = what.split_whitespace();
     let (kind, arg) = (words.next().unwrap_or(""), words.next());
@@ -63,6 +64,15 @@ pub fn read(state: &State, what: &str) -> Result<Value, String> {
             let pid = number("extent")?;
             extent(&state.extent(pid).ok_or_else(|| format!("extent {pid} not found"))?)
         }
+        "copies" => json!({
+            "copy_term": state.copy_term(),
+            "copies": state.copies().map(|c| json!({
+                "copy_id": c.copy_id, "term": c.term,
+                "kind": format!("{:?}", c.kind).to_lowercase(), "pid": c.pid,
+                "src": c.src, "dst": c.dst, "replace": c.replace, "owner": c.owner,
+                "manual": c.manual, "issued_ms": c.issued_ms,
+            })).collect::<Vec<_>>(),
+        }),
         "config" => {
             let c = state.config();
             let mut m = serde_json::Map::new();
@@ -73,7 +83,7 @@ pub fn read(state: &State, what: &str) -> Result<Value, String> {
             }
             Value::Object(m)
         }
-        other => return Err(format!("unknown read {other:?}: chunks, topology, volumes, volume <id>, extent <pid>, config")),
+        other => return Err(format!("unknown read {other:?}: chunks, topology, volumes, volume <id>, extent <pid>, copies, config")),
     })
 }
 

@@ -7,8 +7,9 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
+use cairn_sched::Touch;
 use cairn_state::{EntryMeta, State};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -30,6 +31,64 @@ pub struct SmData {
     pub state: State,
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
+    /// What applied commands changed, for the leader's scheduler (empty and
+    /// free while no runner listens).
+    pub touched: Mutex<Touched>,
+}
+
+/// Most extents remembered one by one before the feed falls back to "all".
+const TOUCHED_MAX: usize = 1 << 16;
+
+/// The applied-command feed of the copy runner: the extents applied
+/// commands changed since it last looked, or "everything" when too many did,
+/// when a snapshot replaced the state, or when nobody listened.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub listening: bool,
+    pub all: bool,
+    pub unpark: bool,
+    pub pids: Vec<cairn_state::Pid>,
+}
+
+impl Touched {
+    fn add(&mut self, t: Touch) {
+        if !self.listening {
+            return;
+        }
+        match t {
+            Touch::Nothing => {}
+            Touch::Unpark => self.unpark = true,
+            Touch::All => self.set_all(),
+            Touch::Extent(pid) if !self.all => {
+                if self.pids.len() >= TOUCHED_MAX {
+                    self.set_all();
+                } else {
+                    self.pids.push(pid);
+                }
+            }
+            Touch::Extent(_) => {}
+        }
+    }
+
+    fn set_all(&mut self) {
+        self.all = true;
+        self.pids = Vec::new();
+    }
+
+    /// Everything touched since the last call; starts listening.
+    pub fn take(&mut self) -> Touched {
+        let was = std::mem::take(self);
+        self.listening = true;
+        Touched {
+            all: was.all || !was.listening,
+            ..was
+        }
+    }
+
+    /// Stops listening (no runner any more).
+    pub fn stop(&mut self) {
+        *self = Touched::default();
+    }
 }
 
 /// A cheap, cloneable read handle on the state machine.
@@ -96,6 +155,7 @@ impl StateMachineStore {
             state: State::new(),
             last_applied: None,
             last_membership: StoredMembership::default(),
+            touched: Mutex::default(),
         };
         let mut current = None;
         match std::fs::read(&path) {
@@ -110,6 +170,7 @@ impl StateMachineStore {
                     state,
                     last_applied: meta.last_log_id,
                     last_membership: meta.last_membership.clone(),
+                    touched: Mutex::default(),
                 };
                 current = Some((meta, Arc::new(body_bytes.to_vec())));
             }
@@ -222,9 +283,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         term: log_id.leader_id.term,
                         leader_time_ms: req.leader_time_ms,
                     };
-                    Response {
-                        results: d.state.apply_batch(meta, &req.cmds),
+                    let results = d.state.apply_batch(meta, &req.cmds);
+                    let touched = d.touched.get_mut().unwrap_or_else(|p| p.into_inner());
+                    if touched.listening {
+                        for (cmd, r) in req.cmds.iter().zip(&results) {
+                            if r.is_ok() {
+                                touched.add(Touch::of(cmd));
+                            }
+                        }
                     }
+                    Response { results }
                 }
                 EntryPayload::Membership(m) => {
                     d.last_membership = StoredMembership::new(Some(log_id), m);
@@ -308,6 +376,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             d.state = state;
             d.last_applied = meta.last_log_id;
             d.last_membership = meta.last_membership.clone();
+            d.touched
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(Touch::All);
         }
         publish(&self.current, meta.clone(), bytes);
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from leader");
@@ -429,6 +501,46 @@ mod tests {
                 .digest(),
             digest
         );
+    }
+
+    #[tokio::test]
+    async fn the_touched_feed_reports_applied_changes_only_while_a_runner_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        let h = sm.handle();
+        let take = || h.read().touched.lock().unwrap().take();
+        // Nobody listened yet: the first look is "everything".
+        sm.apply(vec![entry(1, vec![register("a")])]).await.unwrap();
+        let first = take();
+        assert!(first.all && first.pids.is_empty());
+        // Listening now: a rejected command touches nothing, a config change
+        // touches everything, a space report only unparks.
+        let bad = Cmd::UpdateExtent(cairn_state::UpdateExtent {
+            pid: 9,
+            expected_generation: 1,
+            loc: None,
+            alive_loc: None,
+            lease_owner: None,
+        });
+        sm.apply(vec![entry(2, vec![bad])]).await.unwrap();
+        let t = take();
+        assert!(!t.all && !t.unpark && t.pids.is_empty(), "{t:?}");
+        sm.apply(vec![entry(
+            3,
+            vec![Cmd::SetConfig {
+                key: "lease_ms".into(),
+                value: "7000".into(),
+            }],
+        )])
+        .await
+        .unwrap();
+        assert!(take().all);
+        assert!(!take().all, "taken once");
+        // After stop(), nothing is collected, and the next look is "everything" again.
+        h.read().touched.lock().unwrap().stop();
+        sm.apply(vec![entry(4, vec![register("b")])]).await.unwrap();
+        assert!(h.read().touched.lock().unwrap().pids.is_empty());
+        assert!(take().all);
     }
 
     #[tokio::test]

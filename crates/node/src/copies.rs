@@ -1,0 +1,591 @@
+//! The leader's copy runner: glue around `cairn_sched::Scheduler`.
+//!
+//! While this member leads (and only then) it:
+//! 1. proposes `AdoptCopies{term}`, which re-stamps every copy still running
+//!    in the replicated state with this term, then rebuilds its scheduler
+//!    from the state: the running copies are adopted (their slots count,
+//!    nothing is issued twice, nothing is forgotten);
+//! 2. every round, feeds the scheduler what applied commands changed, turns
+//!    the chunks' reports into `FinishCopy` (a compare-and-set on the
+//!    extent's generation), drops copies whose chunks lost their session,
+//!    runs the recover and migrate rounds and proposes `IssueCopy` for what
+//!    they return, all in one Raft entry;
+//! 3. publishes the running copies on the [`CopyBoard`], from which every
+//!    keepalive reply carries the commands of the chunk that runs them.
+//!
+//! The state is the authority: a copy the state no longer holds is over for
+//! the scheduler too (finished if the extent shows its result, failed
+//! otherwise), and a copy the scheduler does not know is adopted. On losing
+//! leadership everything here is dropped; what a deposed leader proposed is
+//! fenced by Raft, by the term every copy carries and by the generation
+//! every extent update compares (docs/scheduling.md, "Fencing").
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use cairn_sched::{Kind, Mode, OwnerSource, SchedCmd, SchedConfig, Scheduler, Why};
+use cairn_state::{
+    Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, IssueCopy, Reply, RunningCopy, State,
+    EXTENT_SIZE_BYTES,
+};
+use openraft::ServerState;
+use tokio::sync::{watch, Notify};
+
+use crate::propose::{now_ms, Proposer};
+use crate::sessions::leads;
+use crate::store::sm::SmHandle;
+use crate::types::{pb, Raft};
+
+/// How often the runner plans when nothing wakes it earlier.
+pub const ROUND: Duration = Duration::from_millis(250);
+/// Most reports kept between two rounds (a chunk reports again anyway).
+const MAX_RESULTS: usize = 1 << 16;
+
+/// The chunk that runs a copy: its lease owner (it serves the extent's
+/// writes while the copy runs), else the destination.
+pub fn executor(c: &RunningCopy) -> Cid {
+    if c.owner != 0 {
+        c.owner
+    } else {
+        c.dst
+    }
+}
+
+fn kind_pb(k: CopyKind) -> pb::CopyKind {
+    match k {
+        CopyKind::Recover => pb::CopyKind::Recover,
+        CopyKind::Migrate => pb::CopyKind::Migrate,
+    }
+}
+
+/// What the keepalive path and the runner share: the commands each chunk
+/// runs, and the reports chunks sent back since the last round.
+#[derive(Clone, Default)]
+pub struct CopyBoard(Arc<Mutex<Board>>);
+
+#[derive(Default)]
+struct Board {
+    /// The term of the runner that published; 0 = none.
+    term: u64,
+    commands: HashMap<Cid, Vec<pb::ChunkCommand>>,
+    results: Vec<(Cid, pb::CommandResult)>,
+    progress: HashMap<CopyId, pb::CommandProgress>,
+    wake: Arc<Notify>,
+}
+
+impl CopyBoard {
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One renewed keepalive of `cid`: takes its reports, returns the term
+    /// and the commands it runs.
+    pub fn exchange(
+        &self,
+        cid: Cid,
+        results: Vec<pb::CommandResult>,
+        progress: Vec<pb::CommandProgress>,
+    ) -> (u64, Vec<pb::ChunkCommand>) {
+        let mut b = self.lock();
+        if b.term == 0 {
+            return (0, vec![]);
+        }
+        if !results.is_empty() {
+            let room = MAX_RESULTS.saturating_sub(b.results.len());
+            b.results
+                .extend(results.into_iter().take(room).map(|r| (cid, r)));
+            b.wake.notify_one();
+        }
+        for p in progress {
+            b.progress.insert(p.command_id, p);
+        }
+        (b.term, b.commands.get(&cid).cloned().unwrap_or_default())
+    }
+
+    /// The last progress report of a copy.
+    pub fn progress(&self, copy_id: CopyId) -> Option<pb::CommandProgress> {
+        self.lock().progress.get(&copy_id).copied()
+    }
+
+    fn wake(&self) -> Arc<Notify> {
+        self.lock().wake.clone()
+    }
+
+    /// Publishes the running copies of `state` under `term`.
+    fn publish(&self, term: u64, state: &State) {
+        let mut commands: HashMap<Cid, Vec<pb::ChunkCommand>> = HashMap::new();
+        for c in state.copies() {
+            commands
+                .entry(executor(c))
+                .or_default()
+                .push(pb::ChunkCommand {
+                    command_id: c.copy_id,
+                    term: c.term,
+                    kind: kind_pb(c.kind) as i32,
+                    pid: c.pid,
+                    src: c.src,
+                    dst: c.dst,
+                    replace: c.replace,
+                    owner: c.owner,
+                    bytes: EXTENT_SIZE_BYTES,
+                });
+        }
+        let mut b = self.lock();
+        b.term = term;
+        b.commands = commands;
+        b.progress.retain(|id, _| state.copy(*id).is_some());
+    }
+
+    fn take_results(&self) -> Vec<(Cid, pb::CommandResult)> {
+        std::mem::take(&mut self.lock().results)
+    }
+
+    fn clear(&self) {
+        let mut b = self.lock();
+        b.term = 0;
+        b.commands.clear();
+        b.results.clear();
+        b.progress.clear();
+    }
+}
+
+/// The scheduler of this member while it leads, for the Meta service's
+/// status, explain and manual commands.
+#[derive(Clone, Default)]
+pub struct SchedHandle(Arc<Mutex<Option<Leading>>>);
+
+pub struct Leading {
+    pub term: u64,
+    pub scheduler: Scheduler,
+    /// Copies recorded as finished / failed since this leader took office.
+    pub finished: u64,
+    pub failed: u64,
+    wake: Arc<Notify>,
+}
+
+impl Leading {
+    /// Asks the runner for a round now (an operator's command waits for none).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+impl SchedHandle {
+    /// Runs `f` on the scheduler if this member runs one.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Leading) -> R) -> Option<R> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_mut().map(f)
+    }
+
+    fn set(&self, l: Option<Leading>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = l;
+    }
+}
+
+/// The scheduler's view of a copy in the state.
+pub fn sched_cmd(c: &RunningCopy, generation: u64) -> SchedCmd {
+    SchedCmd {
+        id: 0,
+        kind: match c.kind {
+            CopyKind::Recover => Kind::Recover,
+            CopyKind::Migrate => Kind::Migrate,
+        },
+        pid: c.pid,
+        generation,
+        src: c.src,
+        dst: c.dst,
+        replace: (c.replace != 0).then_some(c.replace),
+        owner: c.owner,
+        owner_from: OwnerSource::Existing,
+        mode: if c.manual { Mode::Manual } else { Mode::Auto },
+        why: Why::Adopted,
+        bytes: EXTENT_SIZE_BYTES,
+    }
+}
+
+fn same_copy(r: &SchedCmd, c: &RunningCopy) -> bool {
+    r.pid == c.pid && r.src == c.src && r.dst == c.dst && r.replace.unwrap_or(0) == c.replace
+}
+
+/// Did the extent take the copy's result (dst alive, `replace` gone)?
+fn took_result(cmd: &SchedCmd, ext: Option<&Extent>) -> bool {
+    ext.is_some_and(|e| e.loc.is_alive(cmd.dst) && cmd.replace.is_none_or(|r| !e.loc.contains(r)))
+}
+
+/// Starts the runner; it stops when `stop` turns true.
+pub fn spawn_runner(
+    raft: Raft,
+    sm: SmHandle,
+    proposer: Proposer,
+    board: CopyBoard,
+    handle: SchedHandle,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let r = Runner {
+            raft,
+            sm,
+            proposer,
+            board,
+            handle,
+        };
+        tokio::select! {
+            _ = r.run() => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        r.step_down();
+    })
+}
+
+struct Runner {
+    raft: Raft,
+    sm: SmHandle,
+    proposer: Proposer,
+    board: CopyBoard,
+    handle: SchedHandle,
+}
+
+/// Why a copy is dropped without a result.
+enum Ending {
+    Failed(String),
+    TimedOut,
+    LostSession(Cid),
+}
+
+impl Runner {
+    fn step_down(&self) {
+        self.handle.set(None);
+        self.board.clear();
+        self.sm
+            .read()
+            .touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop();
+    }
+
+    async fn run(&self) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let term = loop {
+                let (leader, term) = {
+                    let m = metrics.borrow_and_update();
+                    (m.state == ServerState::Leader, m.current_term)
+                };
+                if leader {
+                    break term;
+                }
+                if metrics.changed().await.is_err() {
+                    return; // Raft shut down
+                }
+            };
+            match self.take_office(term).await {
+                Ok(()) => {
+                    self.lead(term).await;
+                }
+                Err(why) => {
+                    tracing::info!(term, %why, "copy runner: not taking office (yet)");
+                    tokio::time::sleep(ROUND).await;
+                }
+            }
+            self.step_down();
+        }
+    }
+
+    /// Re-stamps the running copies with `term` and rebuilds the scheduler
+    /// from the state they are in.
+    async fn take_office(&self, term: u64) -> Result<(), String> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut results, _) = self
+            .proposer
+            .submit(vec![Cmd::AdoptCopies { term }])
+            .await
+            .map_err(|s| s.message().to_string())?;
+        match results.pop() {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("no result for AdoptCopies".into()),
+        }
+        let d = self.sm.read();
+        // Listening starts now; what happened before is in the full scan a
+        // new scheduler starts with.
+        let _ = d.touched.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let cfg = SchedConfig::from_cluster(d.state.config()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "scheduler settings invalid; using defaults");
+            SchedConfig::default()
+        });
+        let mut scheduler = Scheduler::new(cfg).map_err(|e| e.to_string())?;
+        let mut adopted = 0;
+        for c in d.state.copies() {
+            let generation = d.state.extent(c.pid).map_or(0, |e| e.extent.generation);
+            scheduler.adopt(sched_cmd(c, generation), c.issued_ms);
+            adopted += 1;
+        }
+        self.board.publish(term, &d.state);
+        tracing::info!(
+            term,
+            adopted,
+            "leader: scheduling recover and migrate (running copies adopted)"
+        );
+        self.handle.set(Some(Leading {
+            term,
+            scheduler,
+            finished: 0,
+            failed: 0,
+            wake: self.board.wake(),
+        }));
+        Ok(())
+    }
+
+    async fn lead(&self, term: u64) {
+        let wake = self.board.wake();
+        loop {
+            let _ = tokio::time::timeout(ROUND, wake.notified()).await;
+            if !leads(&self.raft, term) {
+                tracing::info!(term, "not (or no longer surely) leader: stopped scheduling");
+                return;
+            }
+            let Some(batch) = self.round(term) else {
+                return;
+            };
+            if !batch.cmds.is_empty() {
+                self.propose(term, batch).await;
+            }
+            self.board.publish(term, &self.sm.read().state);
+        }
+    }
+
+    /// One round under the state's read lock: returns what to propose.
+    fn round(&self, term: u64) -> Option<Batch> {
+        let d = self.sm.read();
+        let state = &d.state;
+        let touched = d.touched.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let results = self.board.take_results();
+        let now = now_ms();
+        self.handle.with(|l| {
+            let s = &mut l.scheduler;
+            if touched.all {
+                s.mark_all_dirty();
+                if let Ok(cfg) = SchedConfig::from_cluster(state.config()) {
+                    let cfg = SchedConfig {
+                        slot_policy: s.config().slot_policy,
+                        ..cfg
+                    };
+                    if &cfg != s.config() {
+                        if let Err(e) = s.set_config(cfg) {
+                            tracing::warn!(error = %e, "scheduler settings not applied");
+                        }
+                    }
+                }
+            } else {
+                for pid in &touched.pids {
+                    s.mark_dirty(*pid);
+                }
+            }
+            if touched.unpark {
+                s.touch(cairn_sched::Touch::Unpark);
+            }
+            let (finished, failed) = reconcile(s, state, now);
+            l.finished += finished;
+            l.failed += failed;
+            let s = &mut l.scheduler;
+            let mut batch = Batch::default();
+            let mut ending: BTreeSet<CopyId> = BTreeSet::new();
+            // Reports of the chunks that ran copies.
+            for (cid, r) in results {
+                let Some(c) = state.copy(r.command_id) else {
+                    continue; // recorded already
+                };
+                if executor(c) != cid || r.term != c.term || !ending.insert(c.copy_id) {
+                    continue; // not its copy, or before it saw the adoption
+                }
+                if r.ok {
+                    batch.finish(c, state.extent(c.pid).map(|e| e.extent));
+                } else {
+                    batch.drop(c, Ending::Failed(r.error));
+                }
+            }
+            // Copies whose chunks are gone: no report will come.
+            for c in state.copies() {
+                if ending.contains(&c.copy_id) {
+                    continue;
+                }
+                let gone = [c.src, c.dst, executor(c)]
+                    .into_iter()
+                    .find(|&cid| !state.has_session(cid));
+                if let Some(cid) = gone {
+                    ending.insert(c.copy_id);
+                    batch.drop(c, Ending::LostSession(cid));
+                }
+            }
+            let mut rounds = [s.plan_recover(state, now), s.plan_migrate(state, now)];
+            for round in &mut rounds {
+                for cmd in &round.timed_out {
+                    if let Some(c) = state.copy_of(cmd.pid) {
+                        if same_copy(cmd, c) && ending.insert(c.copy_id) {
+                            batch.drop(c, Ending::TimedOut);
+                        }
+                    }
+                }
+                for cmd in &round.issued {
+                    batch.issue(term, cmd);
+                }
+            }
+            batch
+        })
+    }
+
+    /// Proposes a round's commands in one entry and settles the scheduler
+    /// with their results.
+    async fn propose(&self, term: u64, batch: Batch) {
+        let proposed = self.proposer.submit(batch.cmds.clone()).await;
+        let results = match proposed {
+            Ok((results, _)) => results,
+            Err(status) => {
+                tracing::info!(term, error = %status.message(), "scheduler commands not proposed");
+                // The issued ones are not running: free their slots.
+                self.handle.with(|l| {
+                    for cmd in &batch.issued {
+                        let _ = l.scheduler.fail(cmd.pid, cmd.id);
+                    }
+                });
+                return;
+            }
+        };
+        self.handle.with(|l| {
+            for ((cmd, r), what) in batch.cmds.iter().zip(&results).zip(&batch.what) {
+                match (what, r) {
+                    (What::Issue(sc), Ok(Reply::Copy(id))) => {
+                        tracing::info!(copy_id = id, cmd = %sc, "copy issued");
+                    }
+                    (What::Issue(sc), r) => {
+                        tracing::info!(cmd = %sc, result = ?r, "copy not issued");
+                        let _ = l.scheduler.fail(sc.pid, sc.id);
+                    }
+                    (What::End(_), Ok(_)) => {}
+                    // Another write moved the extent on: the chunk reports
+                    // again and the result is recomputed on the new view.
+                    (What::End(_), Err(CmdError::GenerationMismatch { .. })) => {}
+                    (What::End(why), Err(e)) => {
+                        tracing::warn!(?cmd, why = %why, error = %e, "copy end rejected");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The state is the authority on what runs: copies it no longer holds are
+/// over for the scheduler too, copies it holds that the scheduler does not
+/// know are adopted. Returns (finished, failed).
+fn reconcile(s: &mut Scheduler, state: &State, now: u64) -> (u64, u64) {
+    let over: Vec<SchedCmd> = s
+        .running()
+        .filter(|r| {
+            !state
+                .copy_of(r.cmd.pid)
+                .is_some_and(|c| same_copy(&r.cmd, c))
+        })
+        .map(|r| r.cmd)
+        .collect();
+    let (mut finished, mut failed) = (0, 0);
+    for cmd in over {
+        if took_result(&cmd, state.extent(cmd.pid).map(|e| e.extent)) {
+            finished += 1;
+            let _ = s.complete(cmd.pid, cmd.id, now);
+        } else {
+            failed += 1;
+            let _ = s.fail(cmd.pid, cmd.id);
+        }
+    }
+    let unknown: Vec<&RunningCopy> = state
+        .copies()
+        .filter(|c| !s.running_of(c.pid).is_some_and(|r| same_copy(&r.cmd, c)))
+        .collect();
+    for c in unknown {
+        let generation = state.extent(c.pid).map_or(0, |e| e.extent.generation);
+        s.adopt(sched_cmd(c, generation), c.issued_ms);
+    }
+    (finished, failed)
+}
+
+enum What {
+    Issue(SchedCmd),
+    End(String),
+}
+
+/// The commands of one round, in the order they are applied: ends first
+/// (their slots and extents free up), then new copies.
+#[derive(Default)]
+struct Batch {
+    cmds: Vec<Cmd>,
+    what: Vec<What>,
+    issued: Vec<SchedCmd>,
+}
+
+impl Batch {
+    fn push(&mut self, cmd: Cmd, what: What) {
+        self.cmds.push(cmd);
+        self.what.push(what);
+    }
+
+    /// A chunk reports the copy done: record its result against the extent
+    /// as it is now (compare-and-set on this generation).
+    fn finish(&mut self, c: &RunningCopy, ext: Option<&Extent>) {
+        let update = ext.map(|e| sched_cmd(c, e.generation).completion(e));
+        match update {
+            Some(Ok(u)) => self.push(
+                Cmd::FinishCopy(FinishCopy {
+                    term: c.term,
+                    copy_id: c.copy_id,
+                    update: Some(u),
+                }),
+                What::End("done".into()),
+            ),
+            Some(Err(e)) => self.drop(c, Ending::Failed(format!("result no longer fits: {e}"))),
+            None => self.drop(c, Ending::Failed("the extent is gone".into())),
+        }
+    }
+
+    fn drop(&mut self, c: &RunningCopy, why: Ending) {
+        let why = match why {
+            Ending::Failed(e) => format!("failed: {e}"),
+            Ending::TimedOut => "timed out".into(),
+            Ending::LostSession(cid) => format!("chunk {cid} lost its session"),
+        };
+        tracing::info!(copy_id = c.copy_id, pid = c.pid, %why, "copy dropped");
+        self.push(
+            Cmd::FinishCopy(FinishCopy {
+                term: c.term,
+                copy_id: c.copy_id,
+                update: None,
+            }),
+            What::End(why),
+        );
+    }
+
+    fn issue(&mut self, term: u64, cmd: &SchedCmd) {
+        self.issued.push(*cmd);
+        self.push(
+            Cmd::IssueCopy(IssueCopy {
+                term,
+                kind: match cmd.kind {
+                    Kind::Recover => CopyKind::Recover,
+                    Kind::Migrate => CopyKind::Migrate,
+                },
+                pid: cmd.pid,
+                generation: cmd.generation,
+                src: cmd.src,
+                dst: cmd.dst,
+                replace: cmd.replace.unwrap_or(0),
+                owner: cmd.owner,
+                manual: cmd.mode != Mode::Auto,
+            }),
+            What::Issue(*cmd),
+        );
+    }
+}
