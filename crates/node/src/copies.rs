@@ -1,8 +1,8 @@
 //! The leader's copy runner: glue around `cairn_sched::Scheduler`.
 //!
 //! While this member leads (and only then) it:
-//! 1. proposes `AdoptCopies{term}`, which re-stamps every copy still running
-//!    in the replicated state with this term, then rebuilds its scheduler
+//! 1. proposes `AdoptCopies{term}` (when copies run), which re-stamps every
+//!    copy still running in the replicated state with this term, then rebuilds its scheduler
 //!    from the state: the running copies are adopted (their slots count,
 //!    nothing is issued twice, nothing is forgotten);
 //! 2. every round, feeds the scheduler what applied commands changed, turns
@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use cairn_sched::{Kind, Mode, OwnerSource, SchedCmd, SchedConfig, Scheduler, Why};
 use cairn_state::{
-    Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, IssueCopy, Reply, RunningCopy, State,
-    EXTENT_SIZE_BYTES,
+    Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, IssueCopy, Pid, Reply, RunningCopy,
+    State, EXTENT_SIZE_BYTES,
 };
 use openraft::ServerState;
 use tokio::sync::{watch, Notify};
@@ -300,15 +300,22 @@ impl Runner {
             .ensure_linearizable()
             .await
             .map_err(|e| e.to_string())?;
-        let (mut results, _) = self
-            .proposer
-            .submit(vec![Cmd::AdoptCopies { term }])
-            .await
-            .map_err(|s| s.message().to_string())?;
-        match results.pop() {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("no result for AdoptCopies".into()),
+        // Nothing to adopt, nothing to write: a leader change alone leaves
+        // the state as it was (the first IssueCopy raises copy_term anyway).
+        // Everything of earlier terms is applied by now (linearizable above),
+        // so no older copy can appear after this check.
+        let to_adopt = self.sm.read().state.copies().any(|c| c.term != term);
+        if to_adopt {
+            let (mut results, _) = self
+                .proposer
+                .submit(vec![Cmd::AdoptCopies { term }])
+                .await
+                .map_err(|s| s.message().to_string())?;
+            match results.pop() {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("no result for AdoptCopies".into()),
+            }
         }
         let d = self.sm.read();
         // Listening starts now; what happened before is in the full scan a
@@ -389,7 +396,9 @@ impl Runner {
             if touched.unpark {
                 s.touch(cairn_sched::Touch::Unpark);
             }
-            let (finished, failed) = reconcile(s, state, now);
+            // The running copies by extent, once per round (State::copy_of scans).
+            let by_pid: HashMap<Pid, &RunningCopy> = state.copies().map(|c| (c.pid, c)).collect();
+            let (finished, failed) = reconcile(s, state, &by_pid, now);
             l.finished += finished;
             l.failed += failed;
             let s = &mut l.scheduler;
@@ -425,7 +434,7 @@ impl Runner {
             let mut rounds = [s.plan_recover(state, now), s.plan_migrate(state, now)];
             for round in &mut rounds {
                 for cmd in &round.timed_out {
-                    if let Some(c) = state.copy_of(cmd.pid) {
+                    if let Some(c) = by_pid.get(&cmd.pid) {
                         if same_copy(cmd, c) && ending.insert(c.copy_id) {
                             batch.drop(c, Ending::TimedOut);
                         }
@@ -482,14 +491,15 @@ impl Runner {
 /// The state is the authority on what runs: copies it no longer holds are
 /// over for the scheduler too, copies it holds that the scheduler does not
 /// know are adopted. Returns (finished, failed).
-fn reconcile(s: &mut Scheduler, state: &State, now: u64) -> (u64, u64) {
+fn reconcile(
+    s: &mut Scheduler,
+    state: &State,
+    by_pid: &HashMap<Pid, &RunningCopy>,
+    now: u64,
+) -> (u64, u64) {
     let over: Vec<SchedCmd> = s
         .running()
-        .filter(|r| {
-            !state
-                .copy_of(r.cmd.pid)
-                .is_some_and(|c| same_copy(&r.cmd, c))
-        })
+        .filter(|r| !by_pid.get(&r.cmd.pid).is_some_and(|c| same_copy(&r.cmd, c)))
         .map(|r| r.cmd)
         .collect();
     let (mut finished, mut failed) = (0, 0);
