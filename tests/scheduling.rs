@@ -987,3 +987,80 @@ async fn a_client_cannot_propose_the_schedulers_own_commands() {
         "a_client_cannot_propose_the_schedulers_own_commands",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_restarting_mid_copy_ends_its_copies_and_none_runs_twice() {
+    let _one = SERIAL.lock().await;
+    // Given slow copies (several seconds each) recovering a stopped chunk,
+    let lease = LEASE_MS.to_string();
+    let cluster = cluster_with(&[("lease_ms", &lease)]).await;
+    let client = cluster.client();
+    let fleet = fleet(&cluster, 6, 40).await;
+    let id = volume(&cluster, 30).await;
+    let victim = fleet.chunks()[0].cid();
+    stop_and_expire(&cluster, &fleet, id, victim).await;
+    let (_, running) = wait_for(
+        &cluster,
+        Duration::from_secs(20),
+        "recover copies running",
+        || async {
+            let (t, rows) = copies(&client).await?;
+            if rows.is_empty() {
+                Err("no copy yet".into())
+            } else {
+                Ok((t, rows))
+            }
+        },
+    )
+    .await;
+    // when the chunk running one of them restarts within its lease (its
+    // session is replaced, not expired),
+    let busy = running[0].owner;
+    let ended: Vec<u64> = running
+        .iter()
+        .filter(|c| [c.src, c.dst, c.owner].contains(&busy))
+        .map(|c| c.copy_id)
+        .collect();
+    let registrations = fleet
+        .chunks()
+        .iter()
+        .find(|c| c.cid() == busy)
+        .map(|c| c.registrations())
+        .expect("the executor is in the fleet");
+    assert!(fleet.stop_chunk(busy));
+    assert!(fleet.start_chunk(busy));
+    wait_for(
+        &cluster,
+        Duration::from_secs(10),
+        "the restarted chunk to register again",
+        || async {
+            let again = fleet
+                .chunks()
+                .iter()
+                .find(|c| c.cid() == busy)
+                .map(|c| c.registrations());
+            match again {
+                Some(n) if n > registrations => Ok(()),
+                n => Err(format!("registrations {n:?}")),
+            }
+        },
+    )
+    .await;
+    // then every copy it took part in ended with its old session (none can
+    // be finished by a late report),
+    let (_, now) = copies(&client).await.expect("copies");
+    let survivors: Vec<&CopyRow> = now.iter().filter(|c| ended.contains(&c.copy_id)).collect();
+    assert!(
+        survivors.is_empty(),
+        "copies of restarted chunk {busy} still running: {survivors:?}"
+    );
+    // and recovery still completes, no copy started twice.
+    wait_recovered(&cluster, id, victim, Duration::from_secs(90)).await;
+    wait_idle(&cluster, Duration::from_secs(30)).await;
+    let n = fleet.disks().counters();
+    assert_eq!(n.duplicates, 0, "a copy ran twice: {n:?}");
+    dump_logs(
+        &cluster,
+        "a_chunk_restarting_mid_copy_ends_its_copies_and_none_runs_twice",
+    );
+}

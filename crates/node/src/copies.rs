@@ -39,6 +39,8 @@ use crate::types::{pb, Raft};
 
 /// How often the runner plans when nothing wakes it earlier.
 pub const ROUND: Duration = Duration::from_millis(250);
+/// Least time between two rounds: reports arriving together share one.
+const MIN_GAP: Duration = Duration::from_millis(20);
 /// Most reports kept between two rounds (a chunk reports again anyway).
 const MAX_RESULTS: usize = 1 << 16;
 
@@ -97,10 +99,14 @@ impl CopyBoard {
                 .extend(results.into_iter().take(room).map(|r| (cid, r)));
             b.wake.notify_one();
         }
+        let commands = b.commands.get(&cid).cloned().unwrap_or_default();
+        // Progress only of the copies this chunk runs.
         for p in progress {
-            b.progress.insert(p.command_id, p);
+            if commands.iter().any(|c| c.command_id == p.command_id) {
+                b.progress.insert(p.command_id, p);
+            }
         }
-        (b.term, b.commands.get(&cid).cloned().unwrap_or_default())
+        (b.term, commands)
     }
 
     /// The last progress report of a copy.
@@ -234,7 +240,7 @@ pub fn spawn_runner(
             _ = r.run() => {}
             _ = stop.wait_for(|s| *s) => {}
         }
-        r.step_down();
+        r.forget();
     })
 }
 
@@ -254,8 +260,11 @@ enum Ending {
 }
 
 impl Runner {
+    /// Stops serving commands. The scheduler is kept (its operator commands,
+    /// pins and counters) in case this member takes office again in the
+    /// same term, as after a stall that made it unsure it still leads; a
+    /// new term rebuilds from the state.
     fn step_down(&self) {
-        self.handle.set(None);
         self.board.clear();
         self.sm
             .read()
@@ -263,6 +272,11 @@ impl Runner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .stop();
+    }
+
+    fn forget(&self) {
+        self.step_down();
+        self.handle.set(None);
     }
 
     async fn run(&self) {
@@ -319,8 +333,22 @@ impl Runner {
         }
         let d = self.sm.read();
         // Listening starts now; what happened before is in the full scan a
-        // new scheduler starts with.
+        // new (or resumed) scheduler starts with.
         let _ = d.touched.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let resumed = self.handle.with(|l| {
+            if l.term != term {
+                return false;
+            }
+            // Same term again: keep the queues, operator commands and pins;
+            // the next round reconciles the running copies with the state.
+            l.scheduler.mark_all_dirty();
+            true
+        });
+        if resumed == Some(true) {
+            self.board.publish(term, &d.state);
+            tracing::info!(term, "leader again in the same term: scheduling resumed");
+            return Ok(());
+        }
         let cfg = SchedConfig::from_cluster(d.state.config()).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "scheduler settings invalid; using defaults");
             SchedConfig::default()
@@ -352,11 +380,18 @@ impl Runner {
         let wake = self.board.wake();
         loop {
             let _ = tokio::time::timeout(ROUND, wake.notified()).await;
+            // Reports that arrive together are handled in one round.
+            tokio::time::sleep(MIN_GAP).await;
             if !leads(&self.raft, term) {
                 tracing::info!(term, "not (or no longer surely) leader: stopped scheduling");
                 return;
             }
-            let Some(batch) = self.round(term) else {
+            // A full scan takes ~100 ms at 1M extents: off the async workers
+            // that serve Raft and keepalives.
+            let (sm, board, handle) = (self.sm.clone(), self.board.clone(), self.handle.clone());
+            let planned =
+                tokio::task::spawn_blocking(move || round(&sm, &board, &handle, term)).await;
+            let Ok(Some(batch)) = planned else {
                 return;
             };
             if !batch.cmds.is_empty() {
@@ -365,15 +400,17 @@ impl Runner {
             self.board.publish(term, &self.sm.read().state);
         }
     }
+}
 
-    /// One round under the state's read lock: returns what to propose.
-    fn round(&self, term: u64) -> Option<Batch> {
-        let d = self.sm.read();
+/// One round under the state's read lock: returns what to propose.
+fn round(sm: &SmHandle, board: &CopyBoard, handle: &SchedHandle, term: u64) -> Option<Batch> {
+    {
+        let d = sm.read();
         let state = &d.state;
         let touched = d.touched.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let results = self.board.take_results();
+        let results = board.take_results();
         let now = now_ms();
-        self.handle.with(|l| {
+        handle.with(|l| {
             let s = &mut l.scheduler;
             if touched.all {
                 s.mark_all_dirty();
@@ -447,7 +484,9 @@ impl Runner {
             batch
         })
     }
+}
 
+impl Runner {
     /// Proposes a round's commands in one entry and settles the scheduler
     /// with their results.
     async fn propose(&self, term: u64, batch: Batch) {
@@ -465,6 +504,7 @@ impl Runner {
                 return;
             }
         };
+        let mut give_up = Vec::new();
         self.handle.with(|l| {
             for ((cmd, r), what) in batch.cmds.iter().zip(&results).zip(&batch.what) {
                 match (what, r) {
@@ -475,16 +515,34 @@ impl Runner {
                         tracing::info!(cmd = %sc, result = ?r, "copy not issued");
                         let _ = l.scheduler.fail(sc.pid, sc.id);
                     }
-                    (What::End(_), Ok(_)) => {}
+                    (What::Finish(..) | What::End(_), Ok(_)) => {}
                     // Another write moved the extent on: the chunk reports
                     // again and the result is recomputed on the new view.
-                    (What::End(_), Err(CmdError::GenerationMismatch { .. })) => {}
+                    (What::Finish(..), Err(CmdError::GenerationMismatch { .. })) => {}
+                    // Over already (ended with a chunk's session, abandoned).
+                    (_, Err(CmdError::CopyNotFound(_))) => {}
+                    // The state refuses this result for good (the dst left
+                    // service, ...): reporting it again would loop; drop the
+                    // copy so the extent is planned anew.
+                    (What::Finish(id, t), Err(e)) => {
+                        tracing::warn!(?cmd, error = %e, "copy result refused; dropping the copy");
+                        give_up.push(Cmd::FinishCopy(FinishCopy {
+                            term: *t,
+                            copy_id: *id,
+                            update: None,
+                        }));
+                    }
                     (What::End(why), Err(e)) => {
                         tracing::warn!(?cmd, why = %why, error = %e, "copy end rejected");
                     }
                 }
             }
         });
+        if !give_up.is_empty() {
+            if let Err(status) = self.proposer.submit(give_up).await {
+                tracing::info!(term, error = %status.message(), "dropping refused copies failed; the next report retries");
+            }
+        }
     }
 }
 
@@ -525,11 +583,14 @@ fn reconcile(
 
 enum What {
     Issue(SchedCmd),
+    /// A reported success (copy id, its term).
+    Finish(CopyId, u64),
     End(String),
 }
 
-/// The commands of one round, in the order they are applied: ends first
-/// (their slots and extents free up), then new copies.
+/// The commands of one round, in the order they are applied: reported
+/// ends, then per round (recover, then migrate) its timeouts before its
+/// new copies, so an extent timed out and re-issued frees its slot first.
 #[derive(Default)]
 struct Batch {
     cmds: Vec<Cmd>,
@@ -554,7 +615,7 @@ impl Batch {
                     copy_id: c.copy_id,
                     update: Some(u),
                 }),
-                What::End("done".into()),
+                What::Finish(c.copy_id, c.term),
             ),
             Some(Err(e)) => self.drop(c, Ending::Failed(format!("result no longer fits: {e}"))),
             None => self.drop(c, Ending::Failed("the extent is gone".into())),

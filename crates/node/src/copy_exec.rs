@@ -176,7 +176,7 @@ impl ChunkCopies {
         }
         self.highest_term = term;
         let mut d = disks.lock();
-        let mut listed = HashSet::with_capacity(cmds.len());
+        let mut fresh = Vec::with_capacity(cmds.len());
         for cmd in cmds {
             if cmd.term < self.highest_term {
                 d.refused_stale += 1;
@@ -186,9 +186,26 @@ impl ChunkCopies {
                     highest = self.highest_term,
                     "refusing a command of an older term"
                 );
-                continue;
+            } else {
+                fresh.push(cmd);
             }
-            listed.insert(cmd.command_id);
+        }
+        let listed: HashSet<u64> = fresh.iter().map(|c| c.command_id).collect();
+        // First what meta no longer lists: results it recorded, copies it
+        // dropped (their slots free up before new copies take any).
+        self.done.retain(|id, _| listed.contains(id));
+        let dropped: Vec<u64> = self
+            .jobs
+            .keys()
+            .filter(|id| !listed.contains(id))
+            .copied()
+            .collect();
+        for id in dropped {
+            if let Some(j) = self.jobs.remove(&id) {
+                FleetDisks::release(&mut d, j.cmd.kind, j.cmd.src, j.cmd.dst);
+            }
+        }
+        for cmd in fresh {
             if let Some(j) = self.jobs.get_mut(&cmd.command_id) {
                 j.cmd.term = cmd.term;
                 continue;
@@ -230,19 +247,6 @@ impl ChunkCopies {
                     finish_ms: now_ms.saturating_add(ms.max(1)),
                 },
             );
-        }
-        // Meta recorded these results, or dropped these copies.
-        self.done.retain(|id, _| listed.contains(id));
-        let dropped: Vec<u64> = self
-            .jobs
-            .keys()
-            .filter(|id| !listed.contains(id))
-            .copied()
-            .collect();
-        for id in dropped {
-            if let Some(j) = self.jobs.remove(&id) {
-                FleetDisks::release(&mut d, j.cmd.kind, j.cmd.src, j.cmd.dst);
-            }
         }
     }
 
@@ -427,6 +431,19 @@ mod tests {
         c.on_reply(3, 5, &[cmd(1, 5, 1, 2), cmd(4, 5, 1, 2)], &d, 200);
         assert_eq!(c.running(), 2);
         assert_eq!(d.peak(1)[0], 2);
+    }
+
+    #[test]
+    fn a_dropped_copy_frees_its_slot_before_its_replacement_starts() {
+        let d = FleetDisks::new(1);
+        let mut c = ChunkCopies::default();
+        c.on_reply(0, 5, &[cmd(1, 5, 1, 2)], &d, 200);
+        // Meta timed copy 1 out and re-issued the extent as copy 2 in the
+        // same entry: one reply drops the one and lists the other.
+        c.on_reply(10, 5, &[cmd(2, 5, 1, 2)], &d, 200);
+        assert_eq!(c.running(), 1);
+        assert_eq!(d.counters().refused_slots, 0);
+        assert_eq!(d.peak(1)[0], 1);
     }
 
     #[test]

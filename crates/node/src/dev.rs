@@ -157,6 +157,7 @@ pub async fn run(
             }
             _ = stop_signal() => {
                 println!("stopping {nodes} members");
+                let _ = std::fs::remove_file(crate::fleet_cli::control_file());
                 return Ok(());
             }
         }
@@ -192,7 +193,17 @@ const DEMO_RECOVER_SLOTS: u32 = 2;
 async fn run_demo(addrs: &[String], fleet: &Fleet) -> Result<()> {
     use cairn_node::types::pb;
     let client = MetaClient::new(addrs.to_vec())?;
-    for key in ["recover_src_slots", "recover_dst_slots"] {
+    let config = client.read("config", false).await?;
+    let lease_ms: u64 = config["lease_ms"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(14_000);
+    let keys = ["recover_src_slots", "recover_dst_slots"];
+    let before: Vec<String> = keys
+        .iter()
+        .map(|k| config[*k].as_str().unwrap_or("8").to_string())
+        .collect();
+    for key in keys {
         client
             .set_config(pb::SetConfigRequest {
                 key: key.into(),
@@ -200,10 +211,6 @@ async fn run_demo(addrs: &[String], fleet: &Fleet) -> Result<()> {
             })
             .await?;
     }
-    let lease_ms: u64 = client.read("config", false).await?["lease_ms"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(14_000);
     let v = client
         .create_volume(pb::CreateVolumeRequest {
             name: format!("demo-{}", std::process::id()),
@@ -239,7 +246,17 @@ async fn run_demo(addrs: &[String], fleet: &Fleet) -> Result<()> {
         lease_ms as f64 / 1000.0
     );
     println!("      (in another shell: cairn sched status, cairn sched explain <pid>, cairn fleet start {cid})");
-    crate::sched_cli::watch(&client, Duration::from_millis(lease_ms + 10_000)).await
+    let watched = crate::sched_cli::watch(&client, Duration::from_millis(lease_ms + 10_000)).await;
+    // The demo's slot limits were for show: back to what they were.
+    for (key, value) in keys.iter().zip(before) {
+        client
+            .set_config(pb::SetConfigRequest {
+                key: key.to_string(),
+                value,
+            })
+            .await?;
+    }
+    watched
 }
 
 async fn wait_for_leader(addrs: &[String], dir: &Path) -> Result<()> {

@@ -245,36 +245,67 @@ pub async fn sched(client: &MetaClient, cmd: SchedCmd, json: bool) -> Result<()>
     }
 }
 
+/// How long work may sit without anything able to run before `watch`
+/// gives up and says why (a round or two, plus a keepalive).
+const STUCK_AFTER: Duration = Duration::from_secs(5);
+
+/// Why nothing can progress, if so: recovery paused, or every degraded
+/// extent parked (no destination or owner until the cluster changes).
+fn stuck(s: &pb::SchedStatusResponse) -> Option<String> {
+    if !s.running.is_empty() || s.degraded == 0 {
+        return None;
+    }
+    if s.recover_paused {
+        return Some(format!(
+            "{} extents miss a replica but recover is paused: `cairn sched resume recover`",
+            s.degraded
+        ));
+    }
+    (s.recover_queued == 0 && s.migrate_queued == 0).then(|| {
+        format!(
+            "{} extents miss a replica and none can be copied now (no destination or owner qualifies; {} parked): `cairn sched explain <pid>` says why",
+            s.degraded, s.parked
+        )
+    })
+}
+
 /// Polls the leader's status and draws a progress bar until nothing is left
-/// to do (after waiting up to `wait` for work to show up).
+/// to do (after waiting up to `wait` for work to show up). Fails when the
+/// work cannot progress (paused, or nothing qualifies) or extents are lost.
 pub async fn watch(client: &MetaClient, wait: Duration) -> Result<()> {
     let tty = std::io::stdout().is_terminal();
     let start = Instant::now();
-    let mut first: Option<(Instant, u64)> = None; // when work was seen, finished then
+    let mut first: Option<Instant> = None; // when work was first seen
+                                           // Copies finished since the watch began: the leader counts since it
+                                           // took office, so a failover starts a new count.
+    let (mut term, mut base, mut at_base, mut this_term) = (0u64, 0u64, 0u64, 0u64);
     let mut total = 0u64;
+    let mut stuck_since: Option<Instant> = None;
     let mut last_line = String::new();
     let mut last_print = Instant::now() - Duration::from_secs(10);
     loop {
         let s = client.sched_status(pb::SchedStatusRequest {}).await?;
-        if idle(&s) {
-            match first {
-                None if start.elapsed() < wait => {
-                    if !tty && last_print.elapsed() >= Duration::from_secs(5) {
-                        println!("waiting for work ({} s)", start.elapsed().as_secs());
-                        last_print = Instant::now();
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
-                }
-                None => {
-                    println!("nothing to do: every extent has its replicas and no copy runs");
-                    return Ok(());
-                }
-                Some(_) => {}
-            }
+        if s.term != term {
+            // A new leader counts from when it took office: during the
+            // watch, all of its count is ours.
+            base += this_term;
+            term = s.term;
+            at_base = if first.is_none() { s.finished } else { 0 };
         }
-        let (t0, f0) = *first.get_or_insert((Instant::now(), s.finished));
-        let done = s.finished.saturating_sub(f0);
+        this_term = s.finished.saturating_sub(at_base);
+        if idle(&s) && first.is_none() {
+            if start.elapsed() < wait {
+                if !tty && last_print.elapsed() >= Duration::from_secs(5) {
+                    println!("waiting for work ({} s)", start.elapsed().as_secs());
+                    last_print = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            return finish(&s, 0, 0.0);
+        }
+        let t0 = *first.get_or_insert_with(Instant::now);
+        let done = base + this_term;
         total = total
             .max(done + remaining(&s))
             .max(done + s.running.len() as u64);
@@ -319,15 +350,40 @@ pub async fn watch(client: &MetaClient, wait: Duration) -> Result<()> {
             if tty {
                 println!();
             }
-            println!(
-                "done: {done} copies in {:.1} s; every extent has its replicas ({} failed copies were re-planned)",
-                elapsed,
-                s.failed
-            );
-            return Ok(());
+            return finish(&s, done, elapsed);
+        }
+        match stuck(&s) {
+            Some(why) if stuck_since.is_some_and(|t| t.elapsed() >= STUCK_AFTER) => {
+                if tty {
+                    println!();
+                }
+                bail!("{why}");
+            }
+            Some(_) => {
+                stuck_since.get_or_insert_with(Instant::now);
+            }
+            None => stuck_since = None,
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+fn finish(s: &pb::SchedStatusResponse, done: u64, elapsed: f64) -> Result<()> {
+    if s.lost > 0 {
+        bail!(
+            "{done} copies in {elapsed:.1} s; {} extents have no alive replica left: they need one of their chunks back",
+            s.lost
+        );
+    }
+    if done == 0 {
+        println!("nothing to do: every extent has its replicas and no copy runs");
+    } else {
+        println!(
+            "done: {done} copies in {elapsed:.1} s; every extent has its replicas ({} failed copies were re-planned)",
+            s.failed
+        );
+    }
+    Ok(())
 }
 
 fn parse_copy(r: &pb::ManualCopyResponse, json: bool) -> Result<()> {

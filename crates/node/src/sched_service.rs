@@ -6,7 +6,7 @@ use cairn_sched::{GatherTarget, Kind, ManualError, ManualRequest, Mode, SlotKind
 use cairn_state::{Cid, State};
 use tonic::Status;
 
-use crate::copies::{executor, CopyBoard, SchedHandle};
+use crate::copies::{CopyBoard, SchedHandle};
 use crate::propose::now_ms;
 use crate::types::pb;
 
@@ -90,7 +90,7 @@ pub fn status(
                 src: c.src,
                 dst: c.dst,
                 replace: c.replace,
-                owner: executor(c),
+                owner: c.owner,
                 mode: if c.manual { "manual" } else { "auto" }.into(),
                 term: c.term,
                 elapsed_ms,

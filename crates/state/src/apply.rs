@@ -342,6 +342,9 @@ impl State {
             }
             _ => return Err(CmdError::BadTransition { cid, from, to }),
         }
+        if to == Removing {
+            self.end_copies_of(cid, true);
+        }
         let c = self.chunk_mut(cid)?;
         c.state = to;
         if to == Removed {
@@ -402,6 +405,7 @@ impl State {
         self.next_session_id = next_session_id;
         if replaced.is_some() {
             self.detach_chunk(cid, false);
+            self.end_copies_of(cid, false);
         }
         Ok(Reply::Session {
             session_id,
@@ -426,6 +430,7 @@ impl State {
             *slot = None;
         }
         self.detach_chunk(cid, true);
+        self.end_copies_of(cid, false);
         Ok(Reply::Done)
     }
 
@@ -463,6 +468,22 @@ impl State {
             };
         }
         Ok(Reply::Done)
+    }
+
+    /// Copies that need `cid`'s current session end with it: a chunk that
+    /// restarted or went silent lost its part of the copy (a restarted
+    /// destination has no partial data, a restarted owner no stream), so a
+    /// result reported later must not count. They are dropped, and the
+    /// leader's scheduler plans the extent again. With `dst_only`, only the
+    /// copies into `cid` (a chunk leaving service takes no new replica).
+    fn end_copies_of(&mut self, cid: Cid, dst_only: bool) {
+        self.copies.retain(|_, c| {
+            if dst_only {
+                c.dst != cid
+            } else {
+                c.src != cid && c.dst != cid && c.owner != cid
+            }
+        });
     }
 
     /// The chunk loses every lease it owns and, with `mark_dead`, leaves

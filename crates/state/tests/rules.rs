@@ -2447,3 +2447,52 @@ fn deleting_a_volume_drops_its_running_copies() {
     assert!(c.state.copy(id).is_none());
     assert_eq!(c.state.copies().count(), 0);
 }
+
+#[test]
+fn a_copy_ends_with_the_session_of_any_chunk_it_needs() {
+    // Copies 1->3 (owner 1) on one extent and 2->4 on another.
+    let (mut c, pid) = copy_fixture();
+    let (_, other) = c.volume("w", &[&[2, 1]]);
+    let a = copy_id(c.ok(issue(1, pid, c.generation(pid), 1, 3, 0)));
+    let b = copy_id(c.ok(issue(1, other, c.generation(other), 2, 4, 0)));
+    // A restart of the destination (a new session replaces the old one):
+    // the copy into it is over, the other one runs on.
+    c.open(3);
+    assert!(c.state.copy(a).is_none(), "a restarted dst ends its copies");
+    assert!(c.state.copy(b).is_some());
+    // Its late success report cannot count.
+    assert!(matches!(
+        c.rejected(finish(1, a, Some((c.generation(pid), &[1, 2, 3])), pid)),
+        CmdError::CopyNotFound(_)
+    ));
+    // An expired source ends its copies too.
+    let session = c.session_of(2);
+    c.ok(Cmd::ExpireSession {
+        cid: 2,
+        session_id: session,
+    });
+    assert!(c.state.copy(b).is_none(), "an expired src ends its copies");
+    // A chunk leaving service ends the copies into it, not those out of it.
+    let into = copy_id(c.ok(issue(1, pid, c.generation(pid), 1, 4, 0)));
+    c.ok(Cmd::SetChunkState {
+        cid: 1,
+        state: cairn_state::ChunkState::Removing,
+    });
+    assert!(
+        c.state.copy(into).is_some(),
+        "copies out of a draining chunk go on"
+    );
+    c.ok(Cmd::SetChunkState {
+        cid: 1,
+        state: cairn_state::ChunkState::Registered,
+    });
+    c.ok(Cmd::SetChunkState {
+        cid: 4,
+        state: cairn_state::ChunkState::Removing,
+    });
+    assert!(
+        c.state.copy(into).is_none(),
+        "copies into a draining chunk end"
+    );
+    c.state.check_invariants().expect("invariants");
+}
