@@ -100,6 +100,15 @@ impl State {
             Cmd::IssueCopy(c) => self.issue_copy(c, term, now_ms),
             Cmd::AdoptCopies { term: t } => self.adopt_copies(*t, term),
             Cmd::FinishCopy(f) => self.finish_copy(f),
+            Cmd::AdvertiseMember {
+                node_id,
+                version,
+                capabilities,
+            } => self.advertise_member(*node_id, version, capabilities, now_ms),
+            Cmd::HoldUpgrade { hold } => {
+                self.ext.upgrade_hold = *hold;
+                Ok(Reply::Done)
+            }
         }
     }
 
@@ -227,19 +236,7 @@ impl State {
     ) -> Result<Reply, CmdError> {
         validate_field("hostname", hostname, false)?;
         validate_field("data_addr", data_addr, true)?;
-        validate_field("version", version, true)?;
-        if capabilities.len() > MAX_CAPABILITIES {
-            return Err(CmdError::InvalidName {
-                name: format!("{} capabilities", capabilities.len()),
-                reason: "too many capabilities (at most 256)".into(),
-            });
-        }
-        if let Some(bad) = capabilities.iter().find(|c| !valid_token(c)) {
-            return Err(CmdError::InvalidName {
-                name: bad.clone(),
-                reason: "a capability is 1-64 of [a-z0-9_]".into(),
-            });
-        }
+        validate_capabilities(version, capabilities)?;
         self.check_brick(brick)?;
         let cid = u32::try_from(self.chunks.len() + 1)
             .ok()
@@ -844,6 +841,36 @@ impl State {
         Ok(Reply::Done)
     }
 
+    fn advertise_member(
+        &mut self,
+        node_id: u64,
+        version: &str,
+        capabilities: &[String],
+        now_ms: u64,
+    ) -> Result<Reply, CmdError> {
+        if node_id == 0 {
+            return Err(CmdError::InvalidName {
+                name: "node_id 0".into(),
+                reason: "member ids start at 1".into(),
+            });
+        }
+        validate_capabilities(version, capabilities)?;
+        let info = crate::state::MemberInfo {
+            version: version.to_string(),
+            capabilities: capabilities.iter().cloned().collect(),
+            since_ms: now_ms,
+        };
+        let same = self
+            .ext
+            .members
+            .get(&node_id)
+            .is_some_and(|m| m.version == info.version && m.capabilities == info.capabilities);
+        if !same {
+            self.ext.members.insert(node_id, info);
+        }
+        Ok(Reply::Done)
+    }
+
     fn activate_feature(&mut self, name: &str) -> Result<Reply, CmdError> {
         if !valid_token(name) {
             return Err(CmdError::InvalidFeatureName(name.to_string()));
@@ -853,6 +880,24 @@ impl State {
         }
         Ok(Reply::Done)
     }
+}
+
+/// A version string and an advertised capability set (chunks and members).
+fn validate_capabilities(version: &str, capabilities: &[String]) -> Result<(), CmdError> {
+    validate_field("version", version, true)?;
+    if capabilities.len() > MAX_CAPABILITIES {
+        return Err(CmdError::InvalidName {
+            name: format!("{} capabilities", capabilities.len()),
+            reason: "too many capabilities (at most 256)".into(),
+        });
+    }
+    if let Some(bad) = capabilities.iter().find(|c| !valid_token(c)) {
+        return Err(CmdError::InvalidName {
+            name: bad.clone(),
+            reason: "a capability is 1-64 of [a-z0-9_]".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The id after `id`, or an error if the counter is exhausted.

@@ -125,6 +125,19 @@ pub enum Cmd {
     /// A copy ended: done (with the extent's new location, compare-and-set
     /// on generation) or dropped.
     FinishCopy(FinishCopy),
+    /// A meta member's version and capabilities, said by the member when it
+    /// starts (and so again after an upgrade restart). Part of the first
+    /// release's upgrade protocol: every version decodes it.
+    AdvertiseMember {
+        node_id: u64,
+        version: String,
+        capabilities: Vec<String>,
+    },
+    /// `cairn upgrade hold|release`: while held, the leader activates no
+    /// capability (the operator can still roll back).
+    HoldUpgrade {
+        hold: bool,
+    },
 }
 
 /// A session the leader has not heard from for `silent_ms`.

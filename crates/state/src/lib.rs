@@ -30,7 +30,7 @@ pub use copy::{CopyId, CopyKind, FinishCopy, IssueCopy, RunningCopy};
 pub use error::{CmdError, LocError};
 pub use load::{LoadMode, LoadRatio};
 pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
-pub use state::{InvariantViolation, State};
+pub use state::{InvariantViolation, MemberInfo, State, StateExt};
 pub use topology::{Distance, TopoKind, TopoNode, ROOT_ID};
 pub use volume::{Extent, ExtentRef, Loc, Volume};
 

@@ -12,7 +12,9 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 use crate::state::State;
 
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CAIRNSNP";
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// 2: the body is `State` then `StateExt` (members, upgrade hold).
+/// 1: `State` alone (the first release); still read, as an empty `StateExt`.
+pub const SNAPSHOT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 /// Largest body accepted (64 GiB).
 const MAX_BODY_LEN: usize = 1 << 36;
@@ -24,7 +26,7 @@ pub enum SnapshotError {
     #[error("not a Cairn snapshot (bad magic)")]
     BadMagic,
     #[error(
-        "snapshot version {0} is not supported (this binary reads version {SNAPSHOT_VERSION})"
+        "snapshot version {0} is not supported (this binary reads versions 1 to {SNAPSHOT_VERSION})"
     )]
     UnknownVersion(u32),
     #[error("snapshot body is {actual} bytes, the header says {expected}")]
@@ -80,10 +82,25 @@ fn decode(body: &[u8]) -> Result<(State, usize), SnapshotError> {
     r.map_err(|e| SnapshotError::Decode(e.to_string()))
 }
 
+/// The v2 tail: small (one entry per meta member), so one size class.
+fn decode_ext(rest: &[u8]) -> Result<(crate::state::StateExt, usize), SnapshotError> {
+    if rest.len() > 1 << 20 {
+        return Err(SnapshotError::Decode(format!(
+            "{} bytes of member records",
+            rest.len()
+        )));
+    }
+    bincode::serde::decode_from_slice(rest, encode_config().with_limit::<{ 1 << 24 }>())
+        .map_err(|e| SnapshotError::Decode(e.to_string()))
+}
+
 impl State {
     fn body(&self) -> Result<Vec<u8>, SnapshotError> {
-        bincode::serde::encode_to_vec(self, encode_config())
-            .map_err(|e| SnapshotError::Encode(e.to_string()))
+        let mut body = bincode::serde::encode_to_vec(self, encode_config())
+            .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+        bincode::serde::encode_into_std_write(&self.ext, &mut body, encode_config())
+            .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+        Ok(body)
     }
 
     /// Serializes the logical state with a versioned, checksummed header.
@@ -115,7 +132,7 @@ impl State {
             u64::from_le_bytes(b)
         };
         let version = word(8..12) as u32;
-        if version != SNAPSHOT_VERSION {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(SnapshotError::UnknownVersion(version));
         }
         let expected_len = word(12..20);
@@ -130,7 +147,13 @@ impl State {
         if expected != actual {
             return Err(SnapshotError::Checksum { expected, actual });
         }
-        let (mut state, used) = decode(body)?;
+        let (mut state, mut used) = decode(body)?;
+        if version >= 2 {
+            let rest = body.get(used..).unwrap_or(&[]);
+            let (ext, n) = decode_ext(rest)?;
+            state.ext = ext;
+            used += n;
+        }
         if used != body.len() {
             return Err(SnapshotError::Decode(format!(
                 "{} trailing bytes",
@@ -152,6 +175,7 @@ impl State {
         // encode; should that ever change, the digest still differs from any
         // complete state's because the stream stops early.
         let _ = bincode::serde::encode_into_std_write(self, &mut hasher, encode_config());
+        let _ = bincode::serde::encode_into_std_write(&self.ext, &mut hasher, encode_config());
         hasher.0.digest()
     }
 }

@@ -42,12 +42,38 @@ pub struct State {
     /// The highest term that issued or adopted copies: an `IssueCopy` or
     /// `AdoptCopies` of a lower term is refused.
     pub(crate) copy_term: u64,
+    /// Logical state added after the first release (members' versions,
+    /// the upgrade hold). It is encoded after this struct in the snapshot
+    /// body (snapshot version 2), so this struct keeps the v1 shape and a v1
+    /// snapshot still decodes (crate::snapshot).
+    #[serde(skip)]
+    pub(crate) ext: StateExt,
     /// Derived: chunk positions for O(1) topology distance.
     #[serde(skip)]
     pub(crate) distance: DistanceTable,
     /// Derived: first pid of each volume -> volume id.
     #[serde(skip)]
     pub(crate) pid_index: BTreeMap<Pid, VolumeId>,
+}
+
+/// The logical state that the first release's snapshot shape has no room
+/// for; appended to the snapshot body. Only ever gains fields at its end
+/// together with a new snapshot version.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateExt {
+    /// Each meta member's last advertised version and capabilities.
+    pub(crate) members: BTreeMap<u64, MemberInfo>,
+    /// `cairn upgrade hold`: no capability is activated while set.
+    pub(crate) upgrade_hold: bool,
+}
+
+/// What a meta member said of itself.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub version: String,
+    pub capabilities: BTreeSet<String>,
+    /// State time of the advertisement.
+    pub since_ms: u64,
 }
 
 /// A broken invariant, found in a restored snapshot or by a test.
@@ -79,6 +105,7 @@ impl State {
             copies: BTreeMap::new(),
             next_copy_id: 1,
             copy_term: 0,
+            ext: StateExt::default(),
             distance: DistanceTable::default(),
             pid_index: BTreeMap::new(),
         }
@@ -223,6 +250,16 @@ impl State {
 
     pub fn active_features(&self) -> &BTreeSet<String> {
         &self.active_features
+    }
+
+    /// Every meta member's last advertisement (members that left the Raft
+    /// membership keep theirs: the caller filters by the membership).
+    pub fn members(&self) -> &BTreeMap<u64, MemberInfo> {
+        &self.ext.members
+    }
+
+    pub fn upgrade_hold(&self) -> bool {
+        self.ext.upgrade_hold
     }
 
     pub fn feature_active(&self, name: &str) -> bool {

@@ -190,6 +190,15 @@ fn samples() -> Vec<(Cmd, &'static str)> {
             }),
             "15030701fb2c010401020103000101",
         ),
+        (
+            Cmd::AdvertiseMember {
+                node_id: 2,
+                version: "2.0".into(),
+                capabilities: vec!["lease_7s".into()],
+            },
+            "160203322e3001086c656173655f3773",
+        ),
+        (Cmd::HoldUpgrade { hold: true }, "1701"),
     ]
 }
 

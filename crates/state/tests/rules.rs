@@ -2496,3 +2496,46 @@ fn a_copy_ends_with_the_session_of_any_chunk_it_needs() {
     );
     c.state.check_invariants().expect("invariants");
 }
+
+// ---- members and upgrades ---------------------------------------------------
+
+#[test]
+fn a_member_advertises_its_version_and_capabilities_and_the_hold_is_recorded() {
+    let mut c = Cluster::new();
+    let advert = |node_id, version: &str, caps: &[&str]| Cmd::AdvertiseMember {
+        node_id,
+        version: version.into(),
+        capabilities: caps.iter().map(|s| s.to_string()).collect(),
+    };
+    c.ok(advert(1, "1.0", &[]));
+    c.ok(advert(2, "2.0", &["lease_7s", "copy_commands"]));
+    assert_eq!(c.state.members()[&1].version, "1.0");
+    assert!(c.state.members()[&2].capabilities.contains("lease_7s"));
+    // An upgrade restart says it again: the record follows.
+    c.ok(advert(1, "2.0", &["lease_7s"]));
+    assert_eq!(c.state.members()[&1].version, "2.0");
+    // Bad input is refused, nothing changes.
+    assert!(matches!(
+        c.rejected(advert(0, "2.0", &[])),
+        CmdError::InvalidName { .. }
+    ));
+    assert!(matches!(
+        c.rejected(advert(3, "2.0", &["Not-A-Cap"])),
+        CmdError::InvalidName { .. }
+    ));
+    assert!(!c.state.members().contains_key(&3));
+    assert!(!c.state.upgrade_hold());
+    c.ok(Cmd::HoldUpgrade { hold: true });
+    assert!(c.state.upgrade_hold());
+    // Both survive a snapshot (the v2 tail).
+    let restored = State::restore(&c.state.snapshot().unwrap()).unwrap();
+    assert_eq!(restored.members(), c.state.members());
+    assert!(restored.upgrade_hold());
+    assert_eq!(restored.digest(), c.state.digest());
+    c.ok(Cmd::HoldUpgrade { hold: false });
+    assert_ne!(
+        c.state.digest(),
+        restored.digest(),
+        "the digest covers the tail"
+    );
+}
