@@ -86,6 +86,9 @@ pub enum KeepAliveError {
 struct Tracked {
     session_id: SessionId,
     lease_ms: u64,
+    /// After a lease was shortened: not expired before this time, the end
+    /// of the longer lease it had been promised (0 = no such promise).
+    not_before_ms: u64,
     /// When this leader last heard from the session (or took office).
     last_seen_ms: u64,
     /// Silence inherited from earlier leaders, counted before `last_seen_ms`.
@@ -179,6 +182,7 @@ impl SessionTracker {
         Tracked {
             session_id: s.session_id,
             lease_ms: s.lease_ms,
+            not_before_ms: 0,
             last_seen_ms: now,
             inherited_ms,
             heard: true,
@@ -291,7 +295,7 @@ impl SessionTracker {
             let retry = t
                 .expiry_proposed_ms
                 .is_none_or(|at| now.saturating_sub(at) >= cfg.retry_ms);
-            if silence >= t.lease_ms && retry {
+            if silence >= t.lease_ms && now >= t.not_before_ms && retry {
                 t.expiry_proposed_ms = Some(now);
                 cmds.push(Cmd::ExpireSession {
                     cid,
@@ -320,7 +324,9 @@ impl SessionTracker {
                     .saturating_add(x)
                     .saturating_sub(t.inherited_ms)
             };
-            next = next.min(reach(cfg.silent_after_ms)).min(reach(t.lease_ms));
+            next = next
+                .min(reach(cfg.silent_after_ms))
+                .min(reach(t.lease_ms).max(t.not_before_ms));
             if !t.heard {
                 next = next.min(self.office_ms.saturating_add(cfg.min_grace_ms));
             }
@@ -403,8 +409,28 @@ impl SessionTracker {
         self.dirty = true;
     }
 
+    /// The cluster's lease became shorter (`lease_7s` activated): every
+    /// session with a longer lease gets `lease_ms` at once (its chunk learns
+    /// it from its next keepalive reply and keeps alive more often), but is
+    /// not expired before the end of the lease it had been promised, counted
+    /// from when it was last heard of: one full old lease at most, so no
+    /// chunk that kept the old promise expires in the switch.
+    pub fn shorten_leases(&mut self, now: u64, lease_ms: u64) {
+        for t in self.sessions.values_mut() {
+            if lease_ms < t.lease_ms {
+                let promised = now
+                    .saturating_sub(t.silence(now))
+                    .saturating_add(t.lease_ms);
+                t.not_before_ms = t.not_before_ms.max(promised);
+                t.lease_ms = lease_ms;
+            }
+        }
+        self.dirty = true;
+    }
+
     /// New thresholds (the cluster's lease was changed); sessions keep
-    /// their own lease until they register again.
+    /// their own lease until they register again (or, shorter, see
+    /// [`SessionTracker::shorten_leases`]).
     pub fn set_config(&mut self, cfg: TrackerConfig) {
         self.cfg = cfg;
         self.dirty = true;

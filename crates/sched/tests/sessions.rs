@@ -1404,3 +1404,55 @@ fn a_dead_chunk_is_expired_when_leaders_alternate_2_5s_and_0_8s_14s_lease() {
     );
     assert!(!sim.rep.state.has_session(cid));
 }
+
+// ---- lease_7s: the switch from 14 s to 7 s ----------------------------------
+
+#[test]
+fn a_shortened_lease_is_announced_at_once_but_honours_the_old_promise_for_one_old_lease() {
+    // Chunk a keeps alive every 2 s (a 14 s lease); chunk b went silent 8 s
+    // before the switch (within its 14 s lease, a network blip); chunk c
+    // died 13 s before the switch.
+    let mut rep = Replicated::new();
+    let (a, sa) = rep.chunk(0, LEASE);
+    let (b, sb) = rep.chunk(0, LEASE);
+    let (c, sc) = rep.chunk(0, LEASE);
+    let mut t = leader(&rep, LEASE, 0);
+    let switch = 20_000;
+    keepalive_ok(&mut t, 7_000, c, sc);
+    keepalive_ok(&mut t, 12_000, b, sb);
+    for now in (0..switch).step_by(2_000) {
+        keepalive_ok(&mut t, now, a, sa);
+    }
+    assert!(expiries_between(&mut t, &mut rep, 0, switch).is_empty());
+    // When the lease becomes 7 s,
+    t.set_config(TrackerConfig::for_lease(SHORT_LEASE));
+    t.shorten_leases(switch, SHORT_LEASE);
+    // the next keepalive reply says 7 s (the chunk keeps alive every 1 s),
+    assert_eq!(t.keepalive(switch, a, sa), Ok(SHORT_LEASE));
+    for now in (switch + 1_000..switch + 30_000).step_by(1_000) {
+        keepalive_ok(&mut t, now, a, sa);
+    }
+    let expired = expiries_between(&mut t, &mut rep, switch, switch + 30_000);
+    // nobody expires before the end of the 14 s it was promised: c (last
+    // heard at 7 s) at 21 s, not at the switch although silent 13 s > 7 s;
+    // b (last heard at 12 s) at 26 s, not at 19 s or at the switch;
+    assert_eq!(
+        expired,
+        vec![(switch + 1_000, c, sc), (switch + 6_000, b, sb)],
+        "each at the end of its old lease"
+    );
+    // and a chunk that keeps alive on the new interval never expires.
+    assert!(rep.state.has_session(a));
+}
+
+#[test]
+fn after_the_switch_a_silent_chunk_expires_on_the_new_lease() {
+    let mut rep = Replicated::new();
+    let (a, sa) = rep.chunk(0, LEASE);
+    let mut t = leader(&rep, LEASE, 0);
+    t.shorten_leases(1_000, SHORT_LEASE);
+    keepalive_ok(&mut t, 20_000, a, sa);
+    // Silent from 20 s on, one old lease after the switch: 7 s is enough.
+    let expired = expiries_between(&mut t, &mut rep, 20_000, 40_000);
+    assert_eq!(expired, vec![(27_000, a, sa)]);
+}
