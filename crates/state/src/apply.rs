@@ -105,6 +105,17 @@ impl State {
                 version,
                 capabilities,
             } => self.advertise_member(*node_id, version, capabilities, now_ms),
+            Cmd::AdvertiseChunk {
+                cid,
+                version,
+                capabilities,
+            } => {
+                validate_capabilities(version, capabilities)?;
+                let c = self.chunk_mut(*cid)?;
+                c.version = version.clone();
+                c.capabilities = capabilities.iter().cloned().collect();
+                Ok(Reply::Done)
+            }
             Cmd::HoldUpgrade { hold } => {
                 self.ext.upgrade_hold = *hold;
                 Ok(Reply::Done)

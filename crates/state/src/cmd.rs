@@ -138,6 +138,13 @@ pub enum Cmd {
     HoldUpgrade {
         hold: bool,
     },
+    /// A known chunk says its (new) version and capabilities: a chunk
+    /// restarted after an upgrade, in the entry that opens its session.
+    AdvertiseChunk {
+        cid: Cid,
+        version: String,
+        capabilities: Vec<String>,
+    },
 }
 
 /// A session the leader has not heard from for `silent_ms`.

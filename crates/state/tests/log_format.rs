@@ -199,6 +199,14 @@ fn samples() -> Vec<(Cmd, &'static str)> {
             "160203322e3001086c656173655f3773",
         ),
         (Cmd::HoldUpgrade { hold: true }, "1701"),
+        (
+            Cmd::AdvertiseChunk {
+                cid: 5,
+                version: "2.0".into(),
+                capabilities: vec![],
+            },
+            "180503322e3000",
+        ),
     ]
 }
 

@@ -66,6 +66,7 @@ enum Op {
     /// A member's version and capabilities (sometimes invalid).
     AdvertiseMember { node: u8, version: u8, caps: u8 },
     HoldUpgrade { hold: bool },
+    AdvertiseChunk { chunk: u8, version: u8 },
 }
 
 /// How the log entry carrying an op is stamped.
@@ -169,6 +170,7 @@ fn any_op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), any::<u8>(), any::<u8>())
             .prop_map(|(node, version, caps)| Op::AdvertiseMember { node, version, caps }),
         1 => any::<bool>().prop_map(|hold| Op::HoldUpgrade { hold }),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(chunk, version)| Op::AdvertiseChunk { chunk, version }),
     ]
 }
 
@@ -659,6 +661,15 @@ fn resolve(state: &State, op: &Op) -> Cmd {
             },
         },
         Op::HoldUpgrade { hold } => Cmd::HoldUpgrade { hold },
+        Op::AdvertiseChunk { chunk, version } => Cmd::AdvertiseChunk {
+            cid: v.chunk_from(&v.live_cids(), chunk),
+            version: if version % 8 == 0 {
+                "bad\u{7}".into()
+            } else {
+                format!("{}.0", version % 3)
+            },
+            capabilities: vec!["lease_7s".into()],
+        },
         Op::AdoptCopies { stale } => Cmd::AdoptCopies {
             term: if stale {
                 state.last_applied().1.saturating_sub(1)
@@ -966,6 +977,7 @@ fn variant(cmd: &Cmd) -> &'static str {
         Cmd::FinishCopy(_) => "FinishCopy",
         Cmd::AdvertiseMember { .. } => "AdvertiseMember",
         Cmd::HoldUpgrade { .. } => "HoldUpgrade",
+        Cmd::AdvertiseChunk { .. } => "AdvertiseChunk",
     }
 }
 
@@ -994,6 +1006,7 @@ const ALL_VARIANTS: &[&str] = &[
     "FinishCopy",
     "AdvertiseMember",
     "HoldUpgrade",
+    "AdvertiseChunk",
 ];
 
 /// An extent's replication state, as the generation rule sees it.
