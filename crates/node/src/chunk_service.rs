@@ -130,7 +130,32 @@ impl pb::chunk_server::Chunk for ChunkService {
             )));
         }
         let space = checked_space(r.space.as_ref())?;
-        let lease_ms = self.sm.read().state.config().lease_ms;
+        let advert = cairn_capability::Advert {
+            version: r.version.clone(),
+            capabilities: r.capabilities.iter().cloned().collect(),
+        };
+        // Once a capability is active, a chunk lacking it may not join:
+        // it would not follow the behaviour the cluster switched to.
+        let (lease_ms, refused) = {
+            let d = self.sm.read();
+            let refused = cairn_capability::check_join(
+                d.state.active_features(),
+                cairn_capability::Party::Chunk(r.cid),
+                &advert,
+            );
+            (crate::upgrade::effective_lease_ms(&d.state), refused)
+        };
+        if let Err(refused) = refused {
+            let msg = if r.cid == 0 {
+                refused
+                    .to_string()
+                    .replacen("chunk 0", &format!("new chunk {}", r.hostname), 1)
+            } else {
+                refused.to_string()
+            };
+            tracing::warn!(host = %r.hostname, %msg, "chunk refused");
+            return Err(Status::failed_precondition(msg));
+        }
         // A new chunk whose first answer was lost (a timeout) registers again
         // with cid 0: the same hostname and data address get the same cid
         // instead of a second chunk.
@@ -197,8 +222,20 @@ impl pb::chunk_server::Chunk for ChunkService {
             }
         };
         // Space and session in one entry; a live session of this cid is
-        // closed by the same apply.
+        // closed by the same apply. A chunk back with another version (an
+        // upgrade restart) says so in the same entry.
         let mut cmds = vec![];
+        let changed =
+            self.sm.read().state.chunk(cid).is_some_and(|c| {
+                c.version != advert.version || c.capabilities != advert.capabilities
+            });
+        if changed {
+            cmds.push(Cmd::AdvertiseChunk {
+                cid,
+                version: advert.version.clone(),
+                capabilities: advert.capabilities.iter().cloned().collect(),
+            });
+        }
         if let Some(space) = space {
             cmds.push(Cmd::ReportSpace { cid, space });
         }
@@ -215,6 +252,24 @@ impl pb::chunk_server::Chunk for ChunkService {
             Some(Err(e)) => return Err(cmd_status(&e)),
             other => return Err(Status::internal(format!("unexpected result {other:?}"))),
         };
+        // A capability activated while this chunk registered (the gate saw
+        // the chunks live before it): it may not stay.
+        let late = {
+            let d = self.sm.read();
+            cairn_capability::check_join(
+                d.state.active_features(),
+                cairn_capability::Party::Chunk(cid),
+                &advert,
+            )
+        };
+        if let Err(refused) = late {
+            let _ = self
+                .proposer
+                .submit(vec![Cmd::CloseSession { cid, session_id }])
+                .await;
+            tracing::warn!(cid, %refused, "chunk refused (a capability activated while it registered)");
+            return Err(Status::failed_precondition(refused.to_string()));
+        }
         // The tracker learns of the session now, not at its next tick, so the
         // chunk's first keepalive finds it.
         let opened = self.sm.read().state.session(cid).copied();

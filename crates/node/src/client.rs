@@ -130,12 +130,24 @@ impl MetaClient {
     }
 
     /// Adds a learner; returns once it has caught up.
-    pub async fn add_learner(&self, node_id: u64, addr: &str) -> Result<u64, ClientError> {
+    /// `advert`: the joining member's version and capabilities, checked by
+    /// the leader against the active ones.
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        addr: &str,
+        advert: Option<&cairn_capability::Advert>,
+    ) -> Result<u64, ClientError> {
         let resp = self
             .on_leader(|mut c| {
                 let req = pb::AddLearnerRequest {
                     node_id,
                     addr: addr.to_string(),
+                    advertised: advert.is_some(),
+                    version: advert.map(|a| a.version.clone()).unwrap_or_default(),
+                    capabilities: advert
+                        .map(|a| a.capabilities.iter().cloned().collect())
+                        .unwrap_or_default(),
                 };
                 async move { c.add_learner(req).await }
             })
@@ -306,4 +318,5 @@ leader_rpcs! {
     sched_explain(SchedExplainRequest) -> SchedExplainResponse;
     manual_copy(ManualCopyRequest) -> ManualCopyResponse;
     gather(GatherRequest) -> GatherResponse;
+    upgrade_status(UpgradeStatusRequest) -> UpgradeStatusResponse;
 }

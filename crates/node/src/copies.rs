@@ -299,7 +299,7 @@ impl Runner {
                     self.lead(term).await;
                 }
                 Err(why) => {
-                    tracing::info!(term, %why, "copy runner: not taking office (yet)");
+                    tracing::debug!(term, %why, "copy runner: not taking office (yet)");
                     tokio::time::sleep(ROUND).await;
                 }
             }
@@ -314,6 +314,21 @@ impl Runner {
             .ensure_linearizable()
             .await
             .map_err(|e| e.to_string())?;
+        // Copies are new kinds of log entries: written only once every
+        // member decodes them (docs/upgrades.md).
+        if !self
+            .sm
+            .read()
+            .state
+            .feature_active(cairn_capability::COPY_COMMANDS)
+        {
+            let mut inputs = self.sm.read().upgrade_inputs.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(5), inputs.changed()).await;
+            return Err(format!(
+                "capability {} is not active yet",
+                cairn_capability::COPY_COMMANDS
+            ));
+        }
         // Nothing to adopt, nothing to write: a leader change alone leaves
         // the state as it was (the first IssueCopy raises copy_term anyway).
         // Everything of earlier terms is applied by now (linearizable above),

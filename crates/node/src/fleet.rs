@@ -78,8 +78,11 @@ impl FleetConfig {
             chunks,
             zones: 1,
             racks: 2,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: vec![],
+            version: cairn_capability::CURRENT_VERSION.to_string(),
+            capabilities: cairn_capability::Advert::current()
+                .capabilities
+                .into_iter()
+                .collect(),
             capacity_bytes: 4 << 40,
             bandwidth_mb_s: 200,
             state_file: None,
@@ -121,6 +124,8 @@ pub struct SimChunk {
     keepalives: AtomicU64,
     space: Mutex<ChunkSpaceInfo>,
     copies: Mutex<ChunkCopies>,
+    /// The version and capabilities it registers with (an upgrade changes them).
+    advert: Mutex<(String, Vec<String>)>,
 }
 
 impl SimChunk {
@@ -232,6 +237,7 @@ impl Fleet {
                         ..Default::default()
                     }),
                     copies: Mutex::default(),
+                    advert: Mutex::new((cfg.version.clone(), cfg.capabilities.clone())),
                 })
             })
             .collect();
@@ -268,8 +274,8 @@ impl Fleet {
                     disks: disks.clone(),
                     epoch,
                 };
-                let (c, cfg, state) = (c.clone(), cfg.clone(), state.clone());
-                tokio::spawn(async move { chunk_loop(c, conn, exec, cfg, state).await })
+                let (c, state) = (c.clone(), state.clone());
+                tokio::spawn(async move { chunk_loop(c, conn, exec, state).await })
             })
             .collect();
         Ok(Fleet {
@@ -309,6 +315,19 @@ impl Fleet {
     /// Starts chunk `cid` again: it registers anew (a restart).
     pub fn start_chunk(&self, cid: u32) -> bool {
         self.by_cid(cid).map(|c| c.start()).is_some()
+    }
+
+    /// Restarts chunk `cid` as another version (an upgrade): it registers
+    /// again with the same cid, advertising `version` and `capabilities`.
+    pub fn restart_as(&self, cid: u32, version: &str, capabilities: &[String]) -> bool {
+        self.by_cid(cid)
+            .map(|c| {
+                *c.advert.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (version.to_string(), capabilities.to_vec());
+                c.stop();
+                c.start();
+            })
+            .is_some()
     }
 
     /// Waits until every running chunk has a session.
@@ -519,13 +538,7 @@ impl Exec {
     }
 }
 
-async fn chunk_loop(
-    c: Arc<SimChunk>,
-    mut conn: Conn,
-    exec: Exec,
-    cfg: FleetConfig,
-    state: Arc<StateWriter>,
-) {
+async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<StateWriter>) {
     let mut running = c.running.subscribe();
     let mut stream = KeepAliveStream::default();
     // The space figures the leader last acknowledged: a keepalive carries
@@ -552,12 +565,14 @@ async fn chunk_loop(
         let space = *c.space.lock().unwrap_or_else(|p| p.into_inner());
         let session_id = c.session_id();
         if session_id == 0 {
+            let (version, capabilities) =
+                c.advert.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let mut req = Request::new(pb::RegisterRequest {
                 cid: c.cid(),
                 hostname: c.hostname.clone(),
                 data_addr: c.data_addr.clone(),
-                version: cfg.version.clone(),
-                capabilities: cfg.capabilities.clone(),
+                version,
+                capabilities,
                 space: Some(space_to_pb(&space)),
                 brick: c.brick,
             });

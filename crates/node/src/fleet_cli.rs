@@ -21,12 +21,14 @@ pub struct FleetRun {
     /// Racks per zone (one brick each).
     #[arg(long, default_value_t = 2)]
     racks: usize,
-    /// The version the chunks advertise.
-    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    /// The version the chunks advertise and behave as (1.0: the first
+    /// release, no capabilities, to rehearse a rolling upgrade).
+    #[arg(long, default_value = cairn_capability::CURRENT_VERSION)]
     version: String,
-    /// Capabilities the chunks advertise, comma-separated.
+    /// Capabilities the chunks advertise, comma-separated (default: those
+    /// of --version).
     #[arg(long, value_delimiter = ',')]
-    capabilities: Vec<String>,
+    capabilities: Option<Vec<String>>,
     /// Simulated disk bandwidth per chunk, MB/s.
     #[arg(long, default_value_t = 200)]
     bandwidth: u64,
@@ -97,8 +99,14 @@ pub async fn run(endpoints: Vec<String>, a: FleetRun) -> Result<()> {
     let mut cfg = FleetConfig::new(endpoints, a.chunks);
     cfg.zones = a.zones;
     cfg.racks = a.racks.max(1);
+    cfg.capabilities = match a.capabilities {
+        Some(c) => c,
+        None => cairn_capability::capabilities_of(&a.version)
+            .with_context(|| format!("--version {}", a.version))?
+            .into_iter()
+            .collect(),
+    };
     cfg.version = a.version;
-    cfg.capabilities = a.capabilities;
     cfg.bandwidth_mb_s = a.bandwidth;
     cfg.state_file = a.state;
     cfg.transport = a.transport;

@@ -16,4 +16,5 @@ pub mod session_wire;
 pub mod sessions;
 pub mod store;
 pub mod types;
+pub mod upgrade;
 pub mod views;

@@ -21,6 +21,7 @@ mod cli;
 mod dev;
 mod fleet_cli;
 mod sched_cli;
+mod upgrade_cli;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +86,11 @@ enum Command {
         /// 5 % of the chunk's capacity), e.g. 5s.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         space_report_every: std::time::Duration,
+        /// Advertise and behave as an older release (e.g. 1.0: no
+        /// capabilities, 14 s lease), to rehearse a rolling upgrade with one
+        /// binary. Default: this binary's version.
+        #[arg(long)]
+        emulate_version: Option<String>,
     },
     /// Start a local quorum of real `cairn server` processes on free
     /// 127.0.0.1 ports, record their endpoints for the CLI, and stop them all
@@ -160,6 +166,17 @@ enum Command {
     Sched {
         #[command(subcommand)]
         cmd: sched_cli::SchedCmd,
+    },
+    /// Rolling upgrades: who runs which version, which capabilities are
+    /// active, and who blocks the pending ones; hold / release activation
+    /// (docs/upgrades.md).
+    ///
+    ///   cairn upgrade status
+    ///   cairn upgrade hold
+    ///   cairn upgrade release
+    Upgrade {
+        #[command(subcommand)]
+        cmd: upgrade_cli::UpgradeCmd,
     },
     /// Replicated cluster configuration.
     Config {
@@ -322,18 +339,35 @@ async fn run(cli: Cli) -> Result<()> {
             join,
             snapshot_every,
             space_report_every,
+            emulate_version,
         } => {
             let mut cfg = NodeConfig::new(id, listen, data_dir);
+            if let Some(v) = emulate_version {
+                let capabilities = cairn_capability::capabilities_of(&v)
+                    .with_context(|| format!("--emulate-version {v}"))?;
+                cfg.advert = cairn_capability::Advert {
+                    version: v,
+                    capabilities,
+                };
+            }
             cfg.init = init;
             cfg.snapshot_every = snapshot_every;
             cfg.space_every_ms = space_report_every.as_millis() as u64;
             cfg.join = join.map(|j| j.to_string());
             let node = Node::start(cfg).await?;
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            let mut fatal = node.fatal.clone();
+            let refused = tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    r.context("waiting for Ctrl-C")?;
+                    None
+                }
+                r = fatal.wait_for(Option::is_some) => r.ok().and_then(|v| v.clone()),
+            };
             node.shutdown().await;
-            Ok(())
+            match refused {
+                Some(why) => bail!("{why}"),
+                None => Ok(()),
+            }
         }
         Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?, cli.json).await,
         Command::Topo { cmd } => {
@@ -347,6 +381,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Extent { cmd } => {
             cli::extent(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
+        }
+        Command::Upgrade { cmd } => {
+            upgrade_cli::upgrade(&client(&cli.endpoints)?, cmd, cli.json).await
         }
         Command::Sched { cmd } => sched_cli::sched(&client(&cli.endpoints)?, cmd, cli.json).await,
         Command::Config { cmd } => {
@@ -379,7 +416,7 @@ async fn cluster(cmd: ClusterCmd, endpoints: Vec<String>, json: bool) -> Result<
     match cmd {
         ClusterCmd::Status => status(&client, &endpoints, json).await,
         ClusterCmd::AddLearner { id, addr } => {
-            let index = client.add_learner(id, &addr.to_string()).await?;
+            let index = client.add_learner(id, &addr.to_string(), None).await?;
             println!("member {id} ({addr}) added as a learner and caught up (log index {index})");
             Ok(())
         }

@@ -316,6 +316,21 @@ impl pb::meta_server::Meta for MetaService {
                 r.node_id, r.addr
             )));
         }
+        if r.advertised {
+            let advert = cairn_capability::Advert {
+                version: r.version.clone(),
+                capabilities: r.capabilities.iter().cloned().collect(),
+            };
+            let active = self.sm.read().state.active_features().clone();
+            if let Err(refused) = cairn_capability::check_join(
+                &active,
+                cairn_capability::Party::Member(r.node_id),
+                &advert,
+            ) {
+                tracing::warn!(%refused, "member refused");
+                return Err(Status::failed_precondition(refused.to_string()));
+            }
+        }
         // Blocking: returns once the learner has caught up with the leader.
         match self
             .raft
@@ -540,6 +555,18 @@ impl pb::meta_server::Meta for MetaService {
             value: r.value,
         })
         .await
+    }
+
+    async fn upgrade_status(
+        &self,
+        _request: Request<pb::UpgradeStatusRequest>,
+    ) -> Result<Response<pb::UpgradeStatusResponse>, Status> {
+        self.linearizable().await?;
+        let json = {
+            let d = self.sm.read();
+            crate::upgrade::status(&d.state, &self.raft).to_string()
+        };
+        Ok(Response::new(pb::UpgradeStatusResponse { json }))
     }
 
     async fn sched_status(

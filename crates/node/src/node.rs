@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
+    /// The version and capabilities this member advertises (and behaves
+    /// as): this binary's own, or an older one's (`--emulate-version`).
+    pub advert: cairn_capability::Advert,
 }
 
 impl NodeConfig {
@@ -54,6 +57,7 @@ impl NodeConfig {
             data_dir,
             init: None,
             join: None,
+            advert: cairn_capability::Advert::current(),
             snapshot_every: 10_000,
             space_every_ms: 5_000,
             heartbeat_ms: 100,
@@ -133,9 +137,14 @@ pub struct Node {
     pub sessions: Sessions,
     /// The recover / migrate scheduler, live while this member is leader.
     pub sched: SchedHandle,
+    /// Set when this member must not run on this cluster (the log
+    /// activated a capability it lacks); the server exits with it.
+    pub fatal: watch::Receiver<Option<String>>,
     shutdown: watch::Sender<bool>,
     runner: tokio::task::JoinHandle<()>,
     copy_runner: tokio::task::JoinHandle<()>,
+    gate: tokio::task::JoinHandle<()>,
+    advertiser: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -247,6 +256,21 @@ impl Node {
             cfg.space_every_ms,
             shutdown.subscribe(),
         );
+        let gate = crate::upgrade::spawn_gate(
+            raft.clone(),
+            sm_handle.clone(),
+            proposer.clone(),
+            shutdown.subscribe(),
+        );
+        let (fatal_tx, fatal) = watch::channel(None);
+        let advertiser = crate::upgrade::spawn_advertiser(
+            raft.clone(),
+            sm_handle.clone(),
+            cfg.id,
+            cfg.advert.clone(),
+            fatal_tx,
+            shutdown.subscribe(),
+        );
         let sched = SchedHandle::default();
         let copy_runner = crate::copies::spawn_runner(
             raft.clone(),
@@ -317,7 +341,7 @@ impl Node {
                     reason: e.to_string(),
                 })?;
                 let index = client
-                    .add_learner(cfg.id, &addr.to_string())
+                    .add_learner(cfg.id, &addr.to_string(), Some(&cfg.advert))
                     .await
                     .map_err(|e| NodeError::Join {
                         via: via.clone(),
@@ -335,10 +359,13 @@ impl Node {
             addr,
             sessions,
             sched,
+            fatal,
             shutdown,
             server,
             runner,
             copy_runner,
+            gate,
+            advertiser,
         })
     }
 
@@ -355,6 +382,8 @@ impl Node {
         }
         let _ = self.runner.await;
         let _ = self.copy_runner.await;
+        let _ = self.gate.await;
+        let _ = self.advertiser.await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

@@ -181,8 +181,12 @@ async fn lead(
     let now = sessions.now();
     let (tracker, mut applied) = {
         let d = sm.read();
-        let cfg = tracker_config(d.state.config().lease_ms, space_every_ms);
+        let lease_ms = crate::upgrade::effective_lease_ms(&d.state);
+        let cfg = tracker_config(lease_ms, space_every_ms);
         let mut tracker = SessionTracker::new(cfg, now, d.state.sessions());
+        // Sessions opened before lease_7s was activated carry 14 s in the
+        // state: they get 7 s now, with their old promise honoured.
+        tracker.shorten_leases(now, lease_ms);
         for s in d.state.sessions() {
             if let Some(c) = d.state.chunk(s.cid) {
                 tracker.seed_space(now, s.cid, c.space);
@@ -241,9 +245,11 @@ async fn lead(
                 last_tick_ms = now;
                 if d.last_applied != applied {
                     t.sync(now, d.state.sessions());
-                    let cfg = tracker_config(d.state.config().lease_ms, space_every_ms);
+                    let lease_ms = crate::upgrade::effective_lease_ms(&d.state);
+                    let cfg = tracker_config(lease_ms, space_every_ms);
                     if cfg != t.config() {
                         t.set_config(cfg);
+                        t.shorten_leases(now, lease_ms);
                     }
                     applied = d.last_applied;
                 }

@@ -34,6 +34,29 @@ pub struct SmData {
     /// What applied commands changed, for the leader's scheduler (empty and
     /// free while no runner listens).
     pub touched: Mutex<Touched>,
+    /// Woken when something the upgrade gate decides on was applied: a
+    /// member's or chunk's advertisement, a session opening or ending, a
+    /// chunk registering, the hold, an activation, a membership change.
+    /// (A counter: each waiter has its own receiver, so none steals
+    /// another's wake-up.)
+    pub upgrade_inputs: tokio::sync::watch::Sender<u64>,
+}
+
+/// Does an applied command change what the upgrade gate decides on?
+fn moves_upgrade_inputs(cmd: &cairn_state::Cmd) -> bool {
+    use cairn_state::Cmd::*;
+    matches!(
+        cmd,
+        AdvertiseMember { .. }
+            | AdvertiseChunk { .. }
+            | OpenSession { .. }
+            | CloseSession { .. }
+            | ExpireSession { .. }
+            | RegisterChunk { .. }
+            | SetChunkState { .. }
+            | HoldUpgrade { .. }
+            | ActivateFeature { .. }
+    )
 }
 
 /// Most extents remembered one by one before the feed falls back to "all".
@@ -156,6 +179,7 @@ impl StateMachineStore {
             last_applied: None,
             last_membership: StoredMembership::default(),
             touched: Mutex::default(),
+            upgrade_inputs: tokio::sync::watch::Sender::new(0),
         };
         let mut current = None;
         match std::fs::read(&path) {
@@ -171,6 +195,7 @@ impl StateMachineStore {
                     last_applied: meta.last_log_id,
                     last_membership: meta.last_membership.clone(),
                     touched: Mutex::default(),
+                    upgrade_inputs: tokio::sync::watch::Sender::new(0),
                 };
                 current = Some((meta, Arc::new(body_bytes.to_vec())));
             }
@@ -284,6 +309,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         leader_time_ms: req.leader_time_ms,
                     };
                     let results = d.state.apply_batch(meta, &req.cmds);
+                    if req
+                        .cmds
+                        .iter()
+                        .zip(&results)
+                        .any(|(c, r)| r.is_ok() && moves_upgrade_inputs(c))
+                    {
+                        d.upgrade_inputs.send_modify(|n| *n += 1);
+                    }
                     let touched = d.touched.get_mut().unwrap_or_else(|p| p.into_inner());
                     if touched.listening {
                         for (cmd, r) in req.cmds.iter().zip(&results) {
@@ -296,6 +329,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 EntryPayload::Membership(m) => {
                     d.last_membership = StoredMembership::new(Some(log_id), m);
+                    d.upgrade_inputs.send_modify(|n| *n += 1);
                     Response::default()
                 }
             };
@@ -380,6 +414,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .get_mut()
                 .unwrap_or_else(|p| p.into_inner())
                 .add(Touch::All);
+            d.upgrade_inputs.send_modify(|n| *n += 1);
         }
         publish(&self.current, meta.clone(), bytes);
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from leader");
