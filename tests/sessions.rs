@@ -186,8 +186,9 @@ async fn no_session_expires_while_the_leader_is_killed_20_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_chunk_expires_within_two_leases_while_the_leader_changes_every_5_s() {
     let _one = SERIAL.lock().await;
-    // Given four chunks with the default 14 s lease,
-    let mut cluster = Cluster::start(3);
+    // Given four chunks with the default 14 s lease (members of the first
+    // release: lease_7s cannot activate),
+    let mut cluster = Cluster::start_with(3, &["--emulate-version", "1.0"]);
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     let client = cluster.client();
     let lease = Duration::from_millis(14_000);
@@ -303,6 +304,11 @@ async fn a_new_chunk_registering_twice_at_once_gets_one_cid() {
                 cid: 0,
                 hostname: "twice".into(),
                 data_addr: "127.0.0.1:7999".into(),
+                version: cairn_capability::CURRENT_VERSION.into(),
+                capabilities: cairn_capability::Advert::current()
+                    .capabilities
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             };
             common::wait_until(Duration::from_secs(20), "a registration", || {

@@ -194,10 +194,14 @@ async fn run_demo(addrs: &[String], fleet: &Fleet) -> Result<()> {
     use cairn_node::types::pb;
     let client = MetaClient::new(addrs.to_vec())?;
     let config = client.read("config", false).await?;
-    let lease_ms: u64 = config["lease_ms"]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(14_000);
+    // The lease in force (7 s once lease_7s is active), not just the setting.
+    let upgrade: serde_json::Value = serde_json::from_str(
+        &client
+            .upgrade_status(pb::UpgradeStatusRequest {})
+            .await?
+            .json,
+    )?;
+    let lease_ms = upgrade["lease_ms"].as_u64().unwrap_or(14_000);
     let keys = ["recover_src_slots", "recover_dst_slots"];
     let before: Vec<String> = keys
         .iter()
