@@ -159,6 +159,30 @@ impl Cluster {
         .await
     }
 
+    /// Stops member `i` cleanly (SIGINT, as Ctrl-C) and waits until it has
+    /// exited; returns its exit status.
+    pub async fn stop(&mut self, i: usize, within: Duration) -> std::process::ExitStatus {
+        self.signal(i, "INT");
+        let status = self.wait_exit(i, within).await;
+        self.members[i].child = None;
+        status
+    }
+
+    /// Stops member `i` cleanly and starts it again from its data dir with
+    /// `extra` instead of the cluster's extra arguments: same id, listen
+    /// address and data dir, another binary's flags (an upgrade restart).
+    pub async fn restart_with(&mut self, i: usize, extra: &[&str]) {
+        self.stop(i, Duration::from_secs(20)).await;
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        self.spawn(i, &extra);
+    }
+
+    /// The log of member `i` (every run of it, appended).
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(format!("{}.log", self.members[i].dir.display()))
+            .unwrap_or_default()
+    }
+
     pub fn index_of(&self, id: u64) -> usize {
         self.members
             .iter()

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cairn_capability::{decide, Advert, Decision, Inputs, LEASE_7S};
+use cairn_capability::{check_join, decide, Advert, Decision, Inputs, Party, LEASE_7S};
 use cairn_state::{Cmd, CmdError, State};
 use openraft::ServerState;
 use serde_json::{json, Value};
@@ -279,16 +279,22 @@ async fn advertise(
             let d = sm.read();
             // Every active capability, known to this binary or not (a newer
             // one activated it): a member must decode and follow them all.
-            let lacking = d
-                .state
-                .active_features()
-                .iter()
-                .find(|f| !me.capabilities.contains(*f));
-            if let Some(f) = lacking {
-                let refused = format!(
-                    "capability {f} is active; member {id} (version {}) lacks it; upgrade it before it joins",
-                    me.version
-                );
+            // Known ones first, in registry order, so the message is the one
+            // `cairn server --join` would get.
+            let active = d.state.active_features();
+            let refused = match check_join(active, Party::Member(id), &me) {
+                Err(refused) => Some(refused.to_string()),
+                Ok(()) => active
+                    .iter()
+                    .find(|f| !me.capabilities.contains(*f))
+                    .map(|f| {
+                        format!(
+                            "capability {f} is active; member {id} (version {}) lacks it; upgrade it before it joins",
+                            me.version
+                        )
+                    }),
+            };
+            if let Some(refused) = refused {
                 tracing::error!(%refused, "this member cannot run on this cluster");
                 fatal.send_replace(Some(refused));
                 return;
