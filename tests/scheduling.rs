@@ -982,6 +982,27 @@ async fn a_client_cannot_propose_the_schedulers_own_commands() {
     assert!(rows.is_empty(), "no copy recorded: {rows:?}");
     let cfg = client.read("config", false).await.expect("config");
     assert_eq!(cfg["recover_paused"], "false", "{cfg}");
+    // Nor can it speak for a chunk or for a node outside the membership
+    // (adverts decide what the upgrade gate activates).
+    let chunk_advert = Cmd::AdvertiseChunk {
+        cid: e.loc[0],
+        version: "9.0".into(),
+        capabilities: vec![],
+    };
+    let stranger = Cmd::AdvertiseMember {
+        node_id: 9,
+        version: "2.0".into(),
+        capabilities: vec!["lease_7s".into()],
+    };
+    for (cmd, want) in [
+        (chunk_advert, Code::PermissionDenied),
+        (stranger, Code::FailedPrecondition),
+    ] {
+        match client.propose(std::slice::from_ref(&cmd)).await {
+            Err(ClientError::Rejected { code, .. }) => assert_eq!(code, want, "{cmd:?}"),
+            other => panic!("{cmd:?} proposed by a client gave {other:?}"),
+        }
+    }
     dump_logs(
         &cluster,
         "a_client_cannot_propose_the_schedulers_own_commands",

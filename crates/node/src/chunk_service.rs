@@ -130,6 +130,21 @@ impl pb::chunk_server::Chunk for ChunkService {
             )));
         }
         let space = checked_space(r.space.as_ref())?;
+        // The advert as apply will check it, before anything is proposed.
+        let token = |c: &String| {
+            (1..=64).contains(&c.len())
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if r.version.len() > 255
+            || r.version.chars().any(char::is_control)
+            || r.capabilities.len() > 256
+            || !r.capabilities.iter().all(token)
+        {
+            return Err(Status::invalid_argument(
+                "version: at most 255 bytes without control characters; capabilities: at most 256 of [a-z0-9_]{1,64}",
+            ));
+        }
         let advert = cairn_capability::Advert {
             version: r.version.clone(),
             capabilities: r.capabilities.iter().cloned().collect(),
@@ -241,6 +256,12 @@ impl pb::chunk_server::Chunk for ChunkService {
         }
         cmds.push(Cmd::OpenSession { cid, lease_ms });
         let (mut results, index) = self.proposer.submit(cmds).await?;
+        // A refused advert (a version with control characters, a bad
+        // capability name) must not leave the old one standing unnoticed.
+        if let Some(Err(e)) = results.iter().rev().skip(1).find(|r| r.is_err()) {
+            tracing::warn!(cid, error = %e, "chunk advert refused");
+            return Err(cmd_status(e));
+        }
         let session_id = match results.pop() {
             Some(Ok(Reply::Session {
                 session_id,

@@ -361,7 +361,15 @@ async fn run(cli: Cli) -> Result<()> {
                     r.context("waiting for Ctrl-C")?;
                     None
                 }
-                r = fatal.wait_for(Option::is_some) => r.ok().and_then(|v| v.clone()),
+                r = fatal.wait_for(Option::is_some) => match r {
+                    Ok(v) => v.clone(),
+                    // The advertiser ended without a verdict: serve on
+                    // until Ctrl-C.
+                    Err(_) => {
+                        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                        None
+                    }
+                },
             };
             node.shutdown().await;
             match refused {

@@ -58,6 +58,43 @@ impl MetaService {
         }
     }
 
+    /// A client may write an entry of a capability only once it is active,
+    /// and advertise only a current member (a member says it of itself).
+    fn check_gated(&self, cmds: &[Cmd]) -> Result<(), Status> {
+        let copies_on = self
+            .sm
+            .read()
+            .state
+            .feature_active(cairn_capability::COPY_COMMANDS);
+        for c in cmds {
+            match c {
+                Cmd::FinishCopy(_) if !copies_on => {
+                    return Err(Status::failed_precondition(format!(
+                        "FinishCopy is written only once capability {} is active (see `cairn upgrade status`)",
+                        cairn_capability::COPY_COMMANDS
+                    )))
+                }
+                Cmd::AdvertiseMember { node_id, .. } => {
+                    let member = self
+                        .raft
+                        .metrics()
+                        .borrow()
+                        .membership_config
+                        .membership()
+                        .get_node(node_id)
+                        .is_some();
+                    if !member {
+                        return Err(Status::failed_precondition(format!(
+                            "member {node_id} is not in the cluster's membership"
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     async fn submit(&self, cmds: Vec<Cmd>) -> Proposed {
         self.proposer.submit(cmds).await
     }
@@ -124,6 +161,7 @@ fn leader_only(c: &Cmd) -> bool {
             | Cmd::ActivateFeature { .. }
             | Cmd::IssueCopy(_)
             | Cmd::AdoptCopies { .. }
+            | Cmd::AdvertiseChunk { .. }
     )
 }
 
@@ -168,6 +206,7 @@ impl pb::meta_server::Meta for MetaService {
                 cmds.len()
             )));
         }
+        self.check_gated(&cmds)?;
         let (results, log_index) = self.submit(cmds).await?;
         let results = types::encode(&results)
             .map_err(|e| Status::internal(format!("cannot encode results: {e}")))?;

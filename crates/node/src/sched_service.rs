@@ -10,8 +10,16 @@ use crate::copies::{CopyBoard, SchedHandle};
 use crate::propose::now_ms;
 use crate::types::pb;
 
-fn not_ready() -> Status {
-    Status::unavailable("the leader is starting its scheduler; retry")
+/// Why the leader has no scheduler to answer with.
+fn not_ready(state: &State) -> Status {
+    if state.feature_active(cairn_capability::COPY_COMMANDS) {
+        Status::unavailable("the leader is starting its scheduler; retry")
+    } else {
+        Status::failed_precondition(format!(
+            "the scheduler is off until capability {} is active (a member runs an older version): see `cairn upgrade status`",
+            cairn_capability::COPY_COMMANDS
+        ))
+    }
 }
 
 pub fn mode_name(m: Mode) -> &'static str {
@@ -124,7 +132,7 @@ pub fn status(
             extents,
         }
     });
-    let mut r = r.ok_or_else(not_ready)?;
+    let mut r = r.ok_or_else(|| not_ready(state))?;
     r.running = running;
     Ok(r)
 }
@@ -138,7 +146,7 @@ pub fn explain(state: &State, sched: &SchedHandle, pid: u64) -> Result<String, S
                 .map(|e| e.to_string())
                 .map_err(|e| Status::not_found(e.to_string()))
         })
-        .ok_or_else(not_ready)?
+        .ok_or_else(|| not_ready(state))?
 }
 
 fn kind_of(k: i32) -> Result<Kind, Status> {
@@ -168,7 +176,7 @@ pub fn manual(
             l.wake();
             a
         })
-        .ok_or_else(not_ready)?
+        .ok_or_else(|| not_ready(state))?
         .map_err(|e| manual_status(&e))?;
     tracing::info!(cmd = %accepted.cmd, "operator command queued at the front");
     Ok(pb::ManualCopyResponse {
@@ -204,7 +212,7 @@ pub fn gather(
             l.wake();
             rep
         })
-        .ok_or_else(not_ready)?
+        .ok_or_else(|| not_ready(state))?
         .map_err(|e| manual_status(&e))?;
     tracing::info!(cid = r.cid, queued = report.queued.len(), "gather queued");
     Ok(pb::GatherResponse {

@@ -173,13 +173,18 @@ pub fn spawn_gate(
 }
 
 async fn gate(raft: Raft, sm: SmHandle, proposer: Proposer) {
-    let mut metrics = raft.metrics();
+    // Server metrics change only on a vote, role, leader or membership
+    // change (raft.metrics() changes on every heartbeat and apply).
+    let mut metrics = raft.server_metrics();
     let mut inputs = sm.read().upgrade_inputs.subscribe();
     loop {
         let term = loop {
             let (leader, term) = {
                 let m = metrics.borrow_and_update();
-                (m.state == ServerState::Leader, m.current_term)
+                (
+                    m.state == ServerState::Leader,
+                    m.vote.leader_id().get_term(),
+                )
             };
             if leader {
                 break term;
@@ -197,10 +202,27 @@ async fn gate(raft: Raft, sm: SmHandle, proposer: Proposer) {
             if !leads(&raft, term) {
                 break;
             }
-            let decision = {
+            let (decision, lacking) = {
                 let d = sm.read();
-                GateView::of(&d.state, membership_ids(&raft)).decide()
+                let decision = GateView::of(&d.state, membership_ids(&raft)).decide();
+                (decision, chunks_lacking(&d.state))
             };
+            // A chunk whose registration raced an activation holds a session
+            // it may not have: end it (it registers again and is refused).
+            if !lacking.is_empty() {
+                let cmds: Vec<Cmd> = lacking
+                    .iter()
+                    .map(|&(cid, session_id)| Cmd::CloseSession { cid, session_id })
+                    .collect();
+                tracing::warn!(
+                    ?lacking,
+                    "closing the sessions of chunks that lack an active capability"
+                );
+                if proposer.submit(cmds).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                continue;
+            }
             if !decision.activate.is_empty() {
                 let cmds: Vec<Cmd> = decision
                     .activate
@@ -221,7 +243,8 @@ async fn gate(raft: Raft, sm: SmHandle, proposer: Proposer) {
                                 ),
                                 Err(CmdError::FeatureAlreadyActive(_)) => {}
                                 Err(e) => {
-                                    tracing::warn!(feature = name, error = %e, "activation refused")
+                                    tracing::warn!(feature = name, error = %e, "activation refused");
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
                                 }
                             }
                         }
@@ -242,6 +265,25 @@ async fn gate(raft: Raft, sm: SmHandle, proposer: Proposer) {
             }
         }
     }
+}
+
+/// Live chunks (cid, session) lacking an active capability that needs
+/// chunks.
+fn chunks_lacking(state: &State) -> Vec<(u32, u64)> {
+    let active = state.active_features();
+    if active.is_empty() {
+        return vec![];
+    }
+    state
+        .sessions()
+        .filter_map(|s| {
+            let c = state.chunk(s.cid)?;
+            let a = advert(&c.version, &c.capabilities);
+            check_join(active, Party::Chunk(s.cid), &a)
+                .is_err()
+                .then_some((s.cid, s.session_id))
+        })
+        .collect()
 }
 
 /// Says this member's version and capabilities once it can (a leader is

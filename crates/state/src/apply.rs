@@ -866,6 +866,12 @@ impl State {
             });
         }
         validate_capabilities(version, capabilities)?;
+        if !self.ext.members.contains_key(&node_id) && self.ext.members.len() >= MAX_MEMBER_RECORDS
+        {
+            return Err(CmdError::IdsExhausted {
+                kind: format!("member record (at most {MAX_MEMBER_RECORDS})"),
+            });
+        }
         let info = crate::state::MemberInfo {
             version: version.to_string(),
             capabilities: capabilities.iter().cloned().collect(),
@@ -892,6 +898,10 @@ impl State {
         Ok(Reply::Done)
     }
 }
+
+/// Most member records kept (a Raft group has a handful of members; the
+/// bound keeps the snapshot's member tail small whatever clients send).
+const MAX_MEMBER_RECORDS: usize = 64;
 
 /// A version string and an advertised capability set (chunks and members).
 fn validate_capabilities(version: &str, capabilities: &[String]) -> Result<(), CmdError> {

@@ -82,15 +82,16 @@ fn decode(body: &[u8]) -> Result<(State, usize), SnapshotError> {
     r.map_err(|e| SnapshotError::Decode(e.to_string()))
 }
 
-/// The v2 tail: small (one entry per meta member), so one size class.
+/// The v2 tail: at most 64 member records of at most ~17 KiB each, so one
+/// size class.
 fn decode_ext(rest: &[u8]) -> Result<(crate::state::StateExt, usize), SnapshotError> {
-    if rest.len() > 1 << 20 {
+    if rest.len() > 1 << 24 {
         return Err(SnapshotError::Decode(format!(
             "{} bytes of member records",
             rest.len()
         )));
     }
-    bincode::serde::decode_from_slice(rest, encode_config().with_limit::<{ 1 << 24 }>())
+    bincode::serde::decode_from_slice(rest, encode_config().with_limit::<{ 1 << 28 }>())
         .map_err(|e| SnapshotError::Decode(e.to_string()))
 }
 
