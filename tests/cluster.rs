@@ -59,8 +59,13 @@ fn register(n: usize) -> Cmd {
         hostname: format!("host-{n}"),
         data_addr: "127.0.0.1:10200".into(),
         brick: None,
-        version: "0.1.0".into(),
-        capabilities: vec![],
+        // This binary's own advert: a chunk lacking an active capability
+        // (lease_7s activates at once in a new cluster) loses its session.
+        version: cairn_capability::CURRENT_VERSION.into(),
+        capabilities: cairn_capability::Advert::current()
+            .capabilities
+            .into_iter()
+            .collect(),
     }
 }
 
