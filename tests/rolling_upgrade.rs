@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cairn_capability::{capabilities_of, COPY_COMMANDS, LEASE_7S};
@@ -23,7 +22,7 @@ use cairn_node::client::MetaClient;
 use cairn_node::fleet::{Fleet, FleetConfig};
 use cairn_node::types::pb;
 use cairn_state::Cmd;
-use common::Cluster;
+use common::{dump_logs, wait_for, Cluster};
 use serde_json::Value;
 use tonic::Code;
 
@@ -44,36 +43,6 @@ fn caps(version: &str) -> Vec<String> {
         .expect("a known version")
         .into_iter()
         .collect()
-}
-
-/// Polls `f` until it returns `Ok`; on timeout panics with `what`, the last
-/// `Err` it returned (what was seen instead) and the members' logs.
-async fn wait_for<T, F, Fut>(cluster: &Cluster, within: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        let last = match f().await {
-            Ok(v) => return v,
-            Err(seen) => seen,
-        };
-        if start.elapsed() >= within {
-            panic!(
-                "timed out after {within:?} waiting for {what}\nlast seen: {last}\n{}",
-                cluster.logs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// With CAIRN_TEST_LOGS set, prints the members' logs of a passing test too.
-fn dump_logs(cluster: &Cluster, test: &str) {
-    if std::env::var_os("CAIRN_TEST_LOGS").is_some() {
-        println!("===== logs of {test} =====\n{}", cluster.logs());
-    }
 }
 
 /// A fleet of `n` chunks registered as `version` (unracked), with host

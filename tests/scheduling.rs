@@ -10,51 +10,19 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cairn_node::client::{ClientError, MetaClient};
 use cairn_node::fleet::{Fleet, FleetConfig};
 use cairn_node::types::pb;
 use cairn_state::{Cmd, CmdError, CopyKind, FinishCopy, IssueCopy, Reply};
-use common::Cluster;
+use common::{dump_logs, wait_for, Cluster};
 use tonic::Code;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LEASE_MS: u64 = 3_000;
 const EXTENT: u64 = 256 << 20;
-
-/// Polls `f` until it returns `Ok`; on timeout panics with `what`, the last
-/// `Err` it returned (what was seen instead) and the members' logs.
-async fn wait_for<T, F, Fut>(cluster: &Cluster, within: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        let last = match f().await {
-            Ok(v) => return v,
-            Err(seen) => seen,
-        };
-        if start.elapsed() >= within {
-            panic!(
-                "timed out after {within:?} waiting for {what}\nlast seen: {last}\n{}",
-                cluster.logs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// With CAIRN_TEST_LOGS set, prints the members' logs of a passing test too
-/// (to look for warnings a test does not assert on).
-fn dump_logs(cluster: &Cluster, test: &str) {
-    if std::env::var_os("CAIRN_TEST_LOGS").is_some() {
-        println!("===== logs of {test} =====\n{}", cluster.logs());
-    }
-}
 
 /// A 3-member cluster with a leader and `config` applied (before any chunk
 /// registers, so the chunks get the short lease from their first session).

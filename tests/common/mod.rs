@@ -334,3 +334,34 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Polls `f` until it returns `Ok`; on timeout panics with `what`, the last
+/// `Err` it returned (what was seen instead) and the members' logs.
+pub async fn wait_for<T, F, Fut>(cluster: &Cluster, within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        let last = match f().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        if start.elapsed() >= within {
+            panic!(
+                "timed out after {within:?} waiting for {what}\nlast seen: {last}\n{}",
+                cluster.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With CAIRN_TEST_LOGS set, prints the members' logs of a passing test too
+/// (to look for warnings a test does not assert on).
+pub fn dump_logs(cluster: &Cluster, test: &str) {
+    if std::env::var_os("CAIRN_TEST_LOGS").is_some() {
+        println!("===== logs of {test} =====\n{}", cluster.logs());
+    }
+}
