@@ -342,7 +342,21 @@ async fn the_session_wire_renews_on_the_leader_redirects_from_followers_and_drop
         .into_iter()
         .find(|a| *a != leader_addr)
         .expect("a follower");
-    // Given a chunk with a session (the fleet keeps alive on the wire),
+    // Given a new cluster, where lease_7s activates at once (7 s lease),
+    let client = cluster.client();
+    common::wait_until(Duration::from_secs(30), "lease_7s active", || {
+        let client = &client;
+        async move {
+            let r = client
+                .upgrade_status(pb::UpgradeStatusRequest {})
+                .await
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_str(&r.json).ok()?;
+            (v["lease_ms"] == 7_000).then_some(())
+        }
+    })
+    .await;
+    // and a chunk with a session (the fleet keeps alive on the wire),
     let fleet = fleet(&cluster, 1).await;
     let (cid, session_id) = (fleet.chunks()[0].cid(), fleet.chunks()[0].session_id());
     let wire = WireClient::default();
@@ -360,8 +374,8 @@ async fn the_session_wire_renews_on_the_leader_redirects_from_followers_and_drop
         .keepalive(&leader_addr, ka(session_id), wait)
         .await
         .expect("the leader renews the session");
-    assert_eq!(ok.lease_ms, 14_000);
-    assert_eq!(ok.keepalive_ms, keepalive_interval_ms(14_000));
+    assert_eq!(ok.lease_ms, 7_000);
+    assert_eq!(ok.keepalive_ms, keepalive_interval_ms(7_000));
     // an unknown session is told to register again,
     let gone = wire
         .keepalive(&leader_addr, ka(session_id + 1000), wait)
