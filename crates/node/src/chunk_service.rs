@@ -131,20 +131,8 @@ impl pb::chunk_server::Chunk for ChunkService {
         }
         let space = checked_space(r.space.as_ref())?;
         // The advert as apply will check it, before anything is proposed.
-        let token = |c: &String| {
-            (1..=64).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        };
-        if r.version.len() > 255
-            || r.version.chars().any(char::is_control)
-            || r.capabilities.len() > 256
-            || !r.capabilities.iter().all(token)
-        {
-            return Err(Status::invalid_argument(
-                "version: at most 255 bytes without control characters; capabilities: at most 256 of [a-z0-9_]{1,64}",
-            ));
-        }
+        cairn_state::validate_capabilities(&r.version, &r.capabilities)
+            .map_err(|e| cmd_status(&e))?;
         let advert = cairn_capability::Advert {
             version: r.version.clone(),
             capabilities: r.capabilities.iter().cloned().collect(),

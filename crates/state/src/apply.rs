@@ -903,8 +903,10 @@ impl State {
 /// bound keeps the snapshot's member tail small whatever clients send).
 const MAX_MEMBER_RECORDS: usize = 64;
 
-/// A version string and an advertised capability set (chunks and members).
-fn validate_capabilities(version: &str, capabilities: &[String]) -> Result<(), CmdError> {
+/// A version string and an advertised capability set (chunks and members),
+/// as `apply` checks them: also for the node to refuse a bad advert before
+/// proposing anything.
+pub fn validate_capabilities(version: &str, capabilities: &[String]) -> Result<(), CmdError> {
     validate_field("version", version, true)?;
     if capabilities.len() > MAX_CAPABILITIES {
         return Err(CmdError::InvalidName {

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+pub use apply::validate_capabilities;
 mod chunk;
 mod cmd;
 mod config;
