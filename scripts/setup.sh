@@ -2,7 +2,7 @@
 # Installs what Cairn's build needs and a fresh machine may lack.
 # A fresh machine has the Rust toolchain, gcc and Python; RocksDB's build
 # (librocksdb-sys) needs clang/libclang, and the gRPC code generation needs
-# protoc. Only missing packages are installed; run as root or with sudo.
+# protoc; chaos campaigns need ip, nft and libfaketime. Only missing packages are installed; run as root or with sudo.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2; exit 1; }
@@ -11,6 +11,11 @@ missing=()
 command -v clang >/dev/null || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+# Chaos campaigns (cairn-chaos): network namespaces and partitions (ip,
+# nft), and skewed wall clocks (libfaketime).
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nft >/dev/null || missing+=(nftables)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

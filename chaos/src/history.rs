@@ -89,8 +89,10 @@ pub enum Op {
         first_pid: Option<u64>,
     },
     /// A fault injected or healed. `Invoke` when it starts, `Info` when it
-    /// is in place (or failed to be), with what was done in `detail`.
-    /// `targets` are member ids (or cids for `chunk-*` actions).
+    /// is in place (or failed to be, with `error`), with what was done in
+    /// `detail`. `action` is the nemesis's name (`kill`, `partition`, ...)
+    /// and its heal is `heal-<name>`; `heal-all` heals everything at the
+    /// end. `targets` are member ids (cids for `chunk`).
     Nemesis {
         action: String,
         #[serde(default)]

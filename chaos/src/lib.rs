@@ -2,6 +2,7 @@
 //! (`campaign`), a deterministic simulator (`sim`), and the checker that
 //! proves or refutes a run (`check`). See docs/chaos.md.
 
+pub mod campaign;
 pub mod check;
 pub mod history;
 pub mod net;

@@ -49,6 +49,46 @@ pub struct FleetConfig {
     /// Chunk-side limit of copies one chunk runs at once, per kind, as
     /// source and as destination (meta's slots should keep below it).
     pub chunk_slots: u32,
+    /// Where to report every session opened, lost, stopped and started
+    /// (the chaos checker's record of what the chunks saw).
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
+}
+
+/// A chunk's session as the chunk saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEvent {
+    /// Wall-clock ms (the fleet's clock).
+    pub wall_ms: u64,
+    pub cid: u32,
+    pub kind: SessionEventKind,
+    pub session_id: u64,
+    /// Wall-clock ms of the session's last acknowledged keepalive (or of its
+    /// registration), on `Lost`.
+    pub last_ack_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEventKind {
+    Opened,
+    /// Meta answered that the session is over.
+    Lost,
+    Stopped,
+    Started,
+}
+
+impl SessionEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEventKind::Opened => "opened",
+            SessionEventKind::Lost => "lost",
+            SessionEventKind::Stopped => "stopped",
+            SessionEventKind::Started => "started",
+        }
+    }
+}
+
+fn wall_ms() -> u64 {
+    crate::propose::now_ms()
 }
 
 /// How a simulated chunk sends its keepalives.
@@ -90,6 +130,7 @@ impl FleetConfig {
             transport: Transport::Wire,
             chunks_per_conn: 0,
             chunk_slots: 16,
+            events: None,
         }
     }
 }
@@ -273,6 +314,7 @@ impl Fleet {
                 let exec = Exec {
                     disks: disks.clone(),
                     epoch,
+                    events: cfg.events.clone(),
                 };
                 let (c, state) = (c.clone(), state.clone());
                 tokio::spawn(async move { chunk_loop(c, conn, exec, state).await })
@@ -530,11 +572,25 @@ impl Conn {
 struct Exec {
     disks: Arc<FleetDisks>,
     epoch: Instant,
+    events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
 }
 
 impl Exec {
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn emit(&self, cid: u32, kind: SessionEventKind, session_id: u64, last_ack_ms: u64) {
+        if let Some(tx) = &self.events {
+            // The receiver gone means nobody records any more: nothing to do.
+            let _ = tx.send(SessionEvent {
+                wall_ms: wall_ms(),
+                cid,
+                kind,
+                session_id,
+                last_ack_ms,
+            });
+        }
     }
 }
 
@@ -546,16 +602,25 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<Sta
     let mut acked_space: Option<ChunkSpaceInfo> = None;
     let mut interval = Duration::from_millis(1_000);
     let retry = Duration::from_millis(100);
+    // Wall time of the last keepalive (or registration) meta acknowledged.
+    let mut last_ack_ms = 0;
     loop {
         if !*running.borrow_and_update() {
             // Stopped: silent until started, then back as a restarted chunk
             // (its copies died with it).
+            exec.emit(
+                c.cid(),
+                SessionEventKind::Stopped,
+                c.session_id(),
+                last_ack_ms,
+            );
             c.session_id.store(0, Ordering::Relaxed);
             c.copies().crash(&exec.disks);
             stream.close();
             if running.wait_for(|r| *r).await.is_err() {
                 return;
             }
+            exec.emit(c.cid(), SessionEventKind::Started, 0, last_ack_ms);
             continue;
         }
         let Some((addr, mut client)) = conn.client() else {
@@ -592,6 +657,8 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<Sta
                     c.registrations.fetch_add(1, Ordering::Relaxed);
                     interval = Duration::from_millis(r.keepalive_ms.max(50));
                     conn.leader = Some(addr);
+                    last_ack_ms = wall_ms();
+                    exec.emit(r.cid, SessionEventKind::Opened, r.session_id, last_ack_ms);
                     if first {
                         state.save();
                     }
@@ -635,12 +702,14 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<Sta
                         c.bandwidth_mb_s,
                     );
                     c.keepalives.fetch_add(1, Ordering::Relaxed);
+                    last_ack_ms = wall_ms();
                     acked_space = Some(space);
                     interval = Duration::from_millis(r.keepalive_ms.max(50));
                     conn.leader = Some(addr);
                 }
                 Err(s) if s.code() == Code::NotFound => {
                     tracing::debug!(cid = c.cid(), error = %s.message(), "session over; registering again");
+                    exec.emit(c.cid(), SessionEventKind::Lost, session_id, last_ack_ms);
                     c.session_id.store(0, Ordering::Relaxed);
                     continue;
                 }

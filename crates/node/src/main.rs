@@ -91,6 +91,10 @@ enum Command {
         /// binary. Default: this binary's version.
         #[arg(long)]
         emulate_version: Option<String>,
+        /// Fault injection (cairn-chaos): dial these peers at these
+        /// addresses (id=host:port,...) instead of their membership ones.
+        #[arg(long, value_parser = parse_members, hide = true)]
+        routes: Option<BTreeMap<u64, String>>,
     },
     /// Start a local quorum of real `cairn server` processes on free
     /// 127.0.0.1 ports, record their endpoints for the CLI, and stop them all
@@ -188,6 +192,11 @@ enum Command {
         #[command(subcommand)]
         cmd: BenchCmd,
     },
+    /// Post-mortem tools for a stopped member's data dir.
+    Debug {
+        #[command(subcommand)]
+        cmd: DebugCmd,
+    },
     /// Cluster membership and health.
     Cluster {
         #[command(subcommand)]
@@ -266,6 +275,52 @@ enum ClusterCmd {
     Remove { id: u64 },
 }
 
+#[derive(Subcommand)]
+enum DebugCmd {
+    /// Print the Raft log of a stopped member as JSON lines: one
+    /// `{"committed": .., "last_purged": ..}` header, then one line per entry
+    /// (index, term, payload blank|membership|normal, leader_time_ms, cmds).
+    /// Opens RocksDB read-only: the data dir is left as it was.
+    ///
+    ///   cairn debug dump-log --data-dir /var/lib/cairn > log.jsonl
+    DumpLog {
+        /// The member's data dir (the one given to `cairn server`).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn debug(cmd: DebugCmd) -> Result<()> {
+    use std::io::Write;
+    match cmd {
+        DebugCmd::DumpLog { data_dir } => {
+            let dump = cairn_node::store::log::LogStore::dump(&data_dir.join("raft"))?;
+            let out = std::io::stdout();
+            let mut out = std::io::BufWriter::new(out.lock());
+            let header = serde_json::json!({
+                "committed": dump.committed.map(|l| l.index),
+                "committed_term": dump.committed.map(|l| l.leader_id.term),
+                "last_purged": dump.last_purged.map(|l| l.index),
+            });
+            writeln!(out, "{header}")?;
+            for e in dump.entries {
+                let (payload, leader_time_ms, cmds) = match e.payload {
+                    openraft::EntryPayload::Blank => ("blank", 0, vec![]),
+                    openraft::EntryPayload::Membership(_) => ("membership", 0, vec![]),
+                    openraft::EntryPayload::Normal(r) => ("normal", r.leader_time_ms, r.cmds),
+                };
+                let line = serde_json::json!({
+                    "index": e.log_id.index, "term": e.log_id.leader_id.term,
+                    "payload": payload, "leader_time_ms": leader_time_ms, "cmds": cmds,
+                });
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
 fn parse_members(s: &str) -> Result<BTreeMap<u64, String>, String> {
     let mut out = BTreeMap::new();
     for part in s.split(',') {
@@ -340,8 +395,13 @@ async fn run(cli: Cli) -> Result<()> {
             snapshot_every,
             space_report_every,
             emulate_version,
+            routes,
         } => {
+            if let Some(bug) = cairn_node::chaos_bug::announce() {
+                tracing::error!("CHAOS BUG ACTIVE: {bug} (a deliberately broken member, for testing cairn-chaos)");
+            }
             let mut cfg = NodeConfig::new(id, listen, data_dir);
+            cfg.routes = routes.unwrap_or_default();
             if let Some(v) = emulate_version {
                 let capabilities = cairn_capability::capabilities_of(&v)
                     .with_context(|| format!("--emulate-version {v}"))?;
@@ -377,6 +437,7 @@ async fn run(cli: Cli) -> Result<()> {
                 None => Ok(()),
             }
         }
+        Command::Debug { cmd } => debug(cmd),
         Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?, cli.json).await,
         Command::Topo { cmd } => {
             cli::topo(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await

@@ -3,7 +3,7 @@
 //! a deadline on every RPC from openraft's `RPCOption`, so a dead or paused
 //! peer costs only its own RPCs, never another peer's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +29,9 @@ pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// Sent with every RPC: a member of another cluster refuses it.
     cluster_id: u64,
+    /// Peers reached at another address than their membership one (a
+    /// fault-injecting proxy in front of them: `cairn server --route`).
+    routes: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl Network {
@@ -36,7 +39,14 @@ impl Network {
         Network {
             channels: Arc::default(),
             cluster_id,
+            routes: Arc::default(),
         }
+    }
+
+    /// Dial `routes[id]` instead of peer `id`'s membership address.
+    pub fn with_routes(mut self, routes: BTreeMap<NodeId, String>) -> Network {
+        self.routes = Arc::new(routes);
+        self
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
@@ -62,7 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> NetworkConnection {
         NetworkConnection {
             target,
-            channel: self.channel(&node.addr),
+            channel: self.channel(self.routes.get(&target).unwrap_or(&node.addr)),
             cluster_id: self.cluster_id,
         }
     }

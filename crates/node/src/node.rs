@@ -47,6 +47,9 @@ pub struct NodeConfig {
     /// The version and capabilities this member advertises (and behaves
     /// as): this binary's own, or an older one's (`--emulate-version`).
     pub advert: cairn_capability::Advert,
+    /// Peers to dial at another address than their membership one (fault
+    /// injection: `cairn-chaos` puts a proxy in front of each link).
+    pub routes: BTreeMap<NodeId, String>,
 }
 
 impl NodeConfig {
@@ -58,6 +61,7 @@ impl NodeConfig {
             init: None,
             join: None,
             advert: cairn_capability::Advert::current(),
+            routes: BTreeMap::new(),
             snapshot_every: 10_000,
             space_every_ms: 5_000,
             heartbeat_ms: 100,
@@ -237,9 +241,15 @@ impl Node {
             source,
         })?;
 
-        let raft = Raft::new(cfg.id, Arc::new(config), Network::new(cluster_id), log, sm)
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            cfg.id,
+            Arc::new(config),
+            Network::new(cluster_id).with_routes(cfg.routes.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health

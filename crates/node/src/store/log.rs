@@ -86,6 +86,8 @@ pub enum OpenError {
     },
     #[error("log store {path:?}: cannot read the identity of the data dir: {reason}")]
     Identity { path: PathBuf, reason: String },
+    #[error("log store {path:?}: cannot read the log: {reason}")]
+    Read { path: PathBuf, reason: String },
     #[error("log store {path:?}: cannot start the writer thread: {source}")]
     Writer { path: PathBuf, source: io::Error },
 }
@@ -114,6 +116,13 @@ struct Job {
     seq: u64,
     op: Op,
     done: Done,
+}
+
+/// What [`LogStore::dump`] read.
+pub struct LogDump {
+    pub committed: Option<LogId>,
+    pub last_purged: Option<LogId>,
+    pub entries: Vec<Entry>,
 }
 
 /// The read side, shared with openraft's replication tasks: cheap to clone.
@@ -162,6 +171,41 @@ impl LogStore {
         read_meta(&db, KEY_IDENTITY, StorageIOError::read).map_err(|e| OpenError::Identity {
             path,
             reason: e.to_string(),
+        })
+    }
+
+    /// The committed log id, the last purged one and every entry still in
+    /// the store at `dir`, read without writing anything (a read-only
+    /// RocksDB open): for post-mortems of a stopped member
+    /// (`cairn debug dump-log`, the chaos checker's log replay).
+    pub fn dump(dir: &Path) -> Result<LogDump, OpenError> {
+        let path = dir.to_path_buf();
+        let opts = Options::default();
+        check_column_families(&opts, dir)?;
+        let db =
+            DB::open_cf_for_read_only(&opts, dir, [CF_LOGS, CF_META], false).map_err(|source| {
+                OpenError::Open {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        let bad = |e: StorageError| OpenError::Read {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let committed: Option<Option<LogId>> =
+            read_meta(&db, KEY_COMMITTED, StorageIOError::read).map_err(bad)?;
+        let reader = LogReader {
+            db: Arc::new(db),
+            submitted: Arc::new(AtomicU64::new(0)),
+            flushed: watch::channel(0).1,
+        };
+        let state = reader.log_state().map_err(bad)?;
+        let entries = reader.read_range(..).map_err(bad)?;
+        Ok(LogDump {
+            committed: committed.flatten(),
+            last_purged: state.last_purged_log_id,
+            entries,
         })
     }
 

@@ -1,0 +1,287 @@
+//! One simulated run, start to finish: boot the cluster, set up the volume,
+//! run clients and nemesis concurrently, heal, wait for convergence, read
+//! every extent, check.
+//!
+//! The seed is split once into independent streams (openraft's election
+//! timeouts, the network, each disk, the nemesis, each client), so a change
+//! in how much one part draws does not reshuffle the others.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::{Config, SnapshotPolicy};
+
+use super::client::Client;
+use super::runtime::{self, lock, sleep, spawn, RunError, Signal, SimInstant};
+use super::store::DiskModel;
+use super::world::World;
+use super::{nemesis, verify, workload, SimBug, SimConfig, SimOutcome, SimStats};
+use crate::history::FinalMember;
+use crate::rng::Rng;
+
+/// The most virtual time one run may take (a run normally needs well under
+/// a minute; past this it is reported as a violation).
+const VIRTUAL_LIMIT: Duration = Duration::from_secs(600);
+/// Concurrent clients.
+const CLIENTS: u64 = 4;
+
+fn raft_config() -> Result<Config, String> {
+    Config {
+        cluster_name: "cairn-sim".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 600,
+        election_timeout_max: 1200,
+        // Small, so that snapshots, purges and snapshot installs happen.
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(50),
+        max_in_snapshot_log_to_keep: 0,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string())
+}
+
+/// What the async part hands back.
+struct Finished {
+    finals: Vec<FinalMember>,
+    faults: u64,
+    ops: u64,
+    ok: u64,
+    fail: u64,
+    info: u64,
+}
+
+pub fn run(cfg: &SimConfig) -> SimOutcome {
+    let started = Instant::now();
+    let mut rng = Rng::new(cfg.seed);
+    runtime::seed_thread_rng(rng.fork());
+    let mut violations = Vec::new();
+    let config = match raft_config() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            violations.push(format!("invalid raft config: {e}"));
+            return SimOutcome::empty(cfg, violations);
+        }
+    };
+    let disk = match cfg.bug {
+        Some(SimBug::AckBeforeFsync) => DiskModel::ack_before_fsync(),
+        _ => DiskModel::honest(),
+    };
+    let world = World::new(cfg.nodes.max(1), config, disk, &mut rng, cfg.keep_trace);
+    let main = {
+        let (world, cfg) = (world.clone(), cfg.clone());
+        async move { simulate(world, cfg, rng).await }
+    };
+    let report = runtime::block_on(VIRTUAL_LIMIT, main);
+    let finished = match report.result {
+        Ok(f) => Some(f),
+        Err(e) => {
+            let what = match e {
+                RunError::Deadlock { at_ns } => format!("simulation deadlocked at {at_ns} ns"),
+                RunError::TimeLimit { at_ns } => format!("virtual time limit passed at {at_ns} ns"),
+                RunError::Panicked(m) => format!("the driver panicked: {m}"),
+            };
+            world.violation(what);
+            None
+        }
+    };
+    for p in report.panics {
+        world.violation(format!("a task panicked: {p}"));
+    }
+    // Break the World <-> Raft cycle so the run's memory is freed.
+    for slot in lock(&world.slots).values_mut() {
+        slot.up = None;
+    }
+    let history = std::mem::take(&mut *lock(&world.history));
+    let observations = std::mem::take(&mut *lock(&world.observations));
+    violations.extend(std::mem::take(&mut *lock(&world.violations)));
+    violations.extend(verify::one_leader_per_term(&observations));
+    violations.extend(verify::lost_writes_and_stale_reads(&history));
+    let finished = finished.unwrap_or(Finished {
+        finals: vec![],
+        faults: 0,
+        ops: 0,
+        ok: 0,
+        fail: 0,
+        info: 0,
+    });
+    let mut trace = lock(&world.trace);
+    SimOutcome {
+        seed: cfg.seed,
+        nodes: cfg.nodes,
+        bug: cfg.bug,
+        trace_hash: trace.hash(),
+        trace: trace.take_lines(),
+        history,
+        observations,
+        finals: finished.finals,
+        violations,
+        stats: SimStats {
+            ops: finished.ops,
+            ok: finished.ok,
+            fail: finished.fail,
+            info: finished.info,
+            faults: finished.faults,
+            trace_events: trace.events(),
+            virtual_ms: report.elapsed_ns / 1_000_000,
+            real_ms: started.elapsed().as_millis() as u64,
+        },
+    }
+}
+
+async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
+    let faults_quota = (cfg.steps / 10).max(1);
+    let ops_quota = cfg.steps.saturating_sub(faults_quota);
+    let mut finished = Finished {
+        finals: vec![],
+        faults: 0,
+        ops: 0,
+        ok: 0,
+        fail: 0,
+        info: 0,
+    };
+
+    // Boot: every node starts, node 1 initializes the membership.
+    for id in world.ids.clone() {
+        if let Err(e) = world.start(id).await {
+            world.violation(e);
+            return finished;
+        }
+    }
+    if let Some(inc) = world.incarnation(1) {
+        if let Err(e) = inc.raft.initialize(world.members()).await {
+            world.violation(format!("initialize: {e}"));
+            return finished;
+        }
+    }
+
+    let mut setup_client = Client::new(world.clone(), rng.fork(), "setup".into());
+    let volume = match workload::setup(
+        &world,
+        &mut setup_client,
+        SimInstant::now() + Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            world.violation(format!("setup failed without faults: {e}"));
+            return finished;
+        }
+    };
+
+    // The run: clients and nemesis concurrently.
+    let budget = Arc::new(workload::Budget::default());
+    budget.remaining.store(ops_quota, Ordering::SeqCst);
+    let stop = Signal::default();
+    let faults_done = Arc::new(AtomicU64::new(0));
+    let nemesis = spawn(nemesis::run(
+        world.clone(),
+        rng.fork(),
+        cfg.faults.clone(),
+        faults_quota,
+        stop.clone(),
+        faults_done.clone(),
+    ));
+    let stale = cfg.bug == Some(SimBug::StaleRead);
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let client = Client::new(world.clone(), rng.fork(), format!("c{i}"));
+        clients.push(spawn(workload::client_loop(
+            world.clone(),
+            client,
+            i,
+            CLIENTS,
+            volume,
+            budget.clone(),
+            stale,
+        )));
+    }
+    for c in clients {
+        if let Err(e) = c.await {
+            world.violation(format!("client task: {e}"));
+        }
+    }
+    stop.notify();
+    if let Err(e) = nemesis.await {
+        world.violation(format!("nemesis task: {e}"));
+    }
+    finished.faults = faults_done.load(Ordering::SeqCst);
+    finished.ok = budget.ok.load(Ordering::SeqCst);
+    finished.fail = budget.fail.load(Ordering::SeqCst);
+    finished.info = budget.info.load(Ordering::SeqCst);
+    finished.ops = finished.ok + finished.fail + finished.info;
+
+    // Heal everything, wait for convergence.
+    world.trace(format_args!("heal all"));
+    world.heal_network();
+    for id in world.ids.clone() {
+        world.set_paused(id, false);
+        if !world.is_up(id) {
+            if let Err(e) = world.start(id).await {
+                world.violation(e);
+            }
+        }
+    }
+    let converged = converge(&world, Duration::from_secs(30)).await;
+    finished.finals = world
+        .ids
+        .iter()
+        .map(|&id| {
+            let (term, applied_index, digest) = match world.incarnation(id) {
+                Some(inc) => {
+                    let term = inc.raft.metrics().borrow().current_term;
+                    let d = lock(&inc.sm);
+                    (
+                        term,
+                        d.last_applied.map_or(0, |l| l.index),
+                        d.state.digest(),
+                    )
+                }
+                None => (0, 0, 0),
+            };
+            FinalMember {
+                node_id: id,
+                term,
+                applied_index,
+                digest,
+            }
+        })
+        .collect();
+    for v in verify::final_state(&finished.finals, converged) {
+        world.violation(v);
+    }
+    let mut final_client = Client::new(world.clone(), rng.fork(), "final".into());
+    workload::final_reads(&world, &mut final_client, volume, Duration::from_secs(10)).await;
+    world.trace(format_args!("end"));
+    finished
+}
+
+/// Waits until every node is up and all applied the same index as the
+/// leader's last log index, three checks in a row (100 ms apart).
+async fn converge(world: &Arc<World>, within: Duration) -> bool {
+    let deadline = SimInstant::now() + within;
+    let mut stable = 0;
+    while SimInstant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+        let target = world
+            .leader()
+            .and_then(|(_, inc)| inc.raft.metrics().borrow().last_log_index);
+        let applied: Vec<Option<u64>> = world
+            .ids
+            .iter()
+            .map(|&id| {
+                world
+                    .incarnation(id)
+                    .and_then(|inc| lock(&inc.sm).last_applied.map(|l| l.index))
+            })
+            .collect();
+        let all_there = target.is_some() && applied.iter().all(|a| *a == target);
+        stable = if all_there { stable + 1 } else { 0 };
+        if stable >= 3 {
+            world.trace(format_args!("converged at {target:?}"));
+            return true;
+        }
+    }
+    false
+}

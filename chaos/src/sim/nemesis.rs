@@ -1,0 +1,219 @@
+//! The nemesis: one fault at a time, drawn from the seed, held for a drawn
+//! while, then undone. Each is recorded as a `Nemesis` history operation
+//! (`Invoke` when it starts, `Info` when it is undone).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::runtime::{sleep, timeout, Signal};
+use super::world::World;
+use crate::history::{Op, Type, NEMESIS_PROCESS};
+use crate::rng::Rng;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Crash a random node, restart it later.
+    Crash,
+    /// Crash the leader, restart it later.
+    CrashLeader,
+    /// Split into a majority and a minority.
+    Partition,
+    /// Cut the leader off from everyone.
+    IsolateLeader,
+    /// Pause a random node, resume it later.
+    Pause,
+    /// Right after the next acknowledged write, crash a majority (half the
+    /// time every node) at once: what a disk that acks before fsync fails.
+    CrashMajorityAfterAck,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Crash => "crash",
+            Fault::CrashLeader => "crash-leader",
+            Fault::Partition => "partition",
+            Fault::IsolateLeader => "isolate-leader",
+            Fault::Pause => "pause",
+            Fault::CrashMajorityAfterAck => "crash-majority-after-ack",
+        }
+    }
+}
+
+/// Every fault, with its weight in the draw.
+pub const ALL: [(Fault, u64); 6] = [
+    (Fault::Crash, 2),
+    (Fault::CrashLeader, 2),
+    (Fault::Partition, 2),
+    (Fault::IsolateLeader, 2),
+    (Fault::Pause, 2),
+    (Fault::CrashMajorityAfterAck, 2),
+];
+
+/// One fault among `allowed` (all when empty), by weight.
+fn draw(rng: &mut Rng, allowed: &[Fault]) -> Fault {
+    let mix: Vec<(Fault, u64)> = ALL
+        .into_iter()
+        .filter(|(f, _)| allowed.is_empty() || allowed.contains(f))
+        .collect();
+    let total: u64 = mix.iter().map(|(_, w)| w).sum();
+    let mut x = rng.below(total);
+    for (f, w) in mix {
+        if x < w {
+            return f;
+        }
+        x -= w;
+    }
+    Fault::Crash
+}
+
+/// Injects up to `quota` faults drawn from `allowed` (all when empty), until
+/// `stop` is notified; counts them in `done`.
+pub async fn run(
+    world: Arc<World>,
+    mut rng: Rng,
+    allowed: Vec<Fault>,
+    quota: u64,
+    stop: Signal,
+    done: Arc<AtomicU64>,
+) {
+    while done.load(Ordering::SeqCst) < quota && stop.version() == 0 {
+        let gap = Duration::from_millis(rng.range(50, 400));
+        // Wake early when the workload ends.
+        if timeout(gap, stop.changed_since(0)).await.is_ok() {
+            break;
+        }
+        let fault = draw(&mut rng, &allowed);
+        inject(&world, &mut rng, fault).await;
+        done.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn record(world: &World, kind: Type, fault: Fault, targets: &[u64], detail: String) {
+    let op = Op::Nemesis {
+        action: fault.name().into(),
+        targets: targets.to_vec(),
+        detail,
+    };
+    world.record(NEMESIS_PROCESS, kind, op, None);
+}
+
+/// Some of `ids`, `k` of them, drawn without replacement (in id order).
+fn choose(rng: &mut Rng, ids: &[u64], k: usize) -> Vec<u64> {
+    let mut pool = ids.to_vec();
+    let mut out = Vec::new();
+    while out.len() < k && !pool.is_empty() {
+        let i = rng.below(pool.len() as u64) as usize;
+        out.push(pool.remove(i));
+    }
+    out.sort_unstable();
+    out
+}
+
+async fn restart_all(world: &Arc<World>, ids: &[u64]) -> String {
+    let mut failed = Vec::new();
+    for &id in ids {
+        if let Err(e) = world.start(id).await {
+            world.violation(e);
+            failed.push(id);
+        }
+    }
+    if failed.is_empty() {
+        "restarted".into()
+    } else {
+        format!("restart failed for {failed:?}")
+    }
+}
+
+async fn inject(world: &Arc<World>, rng: &mut Rng, fault: Fault) {
+    let hold = Duration::from_millis(rng.range(100, 1000));
+    let ids = world.ids.clone();
+    match fault {
+        Fault::Crash | Fault::CrashLeader => {
+            let target = match (fault, world.leader()) {
+                (Fault::CrashLeader, Some((id, _))) => id,
+                _ => *rng.pick(&ids).unwrap_or(&1),
+            };
+            record(world, Type::Invoke, fault, &[target], String::new());
+            world.crash(target);
+            sleep(hold).await;
+            let detail = restart_all(world, &[target]).await;
+            record(world, Type::Info, fault, &[target], detail);
+        }
+        Fault::Partition => {
+            let minority = choose(rng, &ids, (ids.len() - 1) / 2);
+            let majority: Vec<u64> = ids
+                .iter()
+                .copied()
+                .filter(|i| !minority.contains(i))
+                .collect();
+            record(
+                world,
+                Type::Invoke,
+                fault,
+                &minority,
+                format!("{minority:?} | {majority:?}"),
+            );
+            world.partition(&minority, &majority);
+            sleep(hold).await;
+            world.heal_network();
+            record(world, Type::Info, fault, &minority, "healed".into());
+        }
+        Fault::IsolateLeader => {
+            let Some((leader, _)) = world.leader() else {
+                record(world, Type::Invoke, fault, &[], String::new());
+                record(world, Type::Info, fault, &[], "no leader to isolate".into());
+                return;
+            };
+            let rest: Vec<u64> = ids.iter().copied().filter(|&i| i != leader).collect();
+            record(world, Type::Invoke, fault, &[leader], String::new());
+            world.partition(&[leader], &rest);
+            sleep(hold).await;
+            world.heal_network();
+            record(world, Type::Info, fault, &[leader], "healed".into());
+        }
+        Fault::Pause => {
+            let target = *rng.pick(&ids).unwrap_or(&1);
+            record(world, Type::Invoke, fault, &[target], String::new());
+            world.set_paused(target, true);
+            sleep(hold).await;
+            world.set_paused(target, false);
+            record(world, Type::Info, fault, &[target], "resumed".into());
+        }
+        Fault::CrashMajorityAfterAck => {
+            let all = rng.chance(0.5);
+            let k = if all { ids.len() } else { ids.len() / 2 + 1 };
+            // The next acknowledged write, or give up after a while.
+            let seen = world.acks.version();
+            let acked = timeout(Duration::from_secs(3), world.acks.changed_since(seen))
+                .await
+                .is_ok();
+            // The leader is among the victims (its fsync'd tail is the one
+            // the cluster would recover from otherwise).
+            let mut victims = match world.leader() {
+                Some((l, _)) => {
+                    let others: Vec<u64> = ids.iter().copied().filter(|&i| i != l).collect();
+                    let mut v = choose(rng, &others, k.saturating_sub(1));
+                    v.push(l);
+                    v
+                }
+                None => choose(rng, &ids, k),
+            };
+            victims.sort_unstable();
+            record(
+                world,
+                Type::Invoke,
+                fault,
+                &victims,
+                format!("after ack: {acked}"),
+            );
+            for &v in &victims {
+                world.crash(v);
+            }
+            sleep(hold).await;
+            let detail = restart_all(world, &victims).await;
+            record(world, Type::Info, fault, &victims, detail);
+        }
+    }
+}
