@@ -164,6 +164,10 @@ pub struct ChunkEvent {
 pub struct LogRecord {
     pub index: u64,
     pub term: u64,
+    /// The node id in the entry's leader id (openraft identifies a leader
+    /// by term and node id).
+    #[serde(default)]
+    pub leader: u64,
     /// `blank` | `membership` | `normal`.
     pub payload: String,
     #[serde(default)]

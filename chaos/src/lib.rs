@@ -9,3 +9,5 @@ pub mod net;
 pub mod report;
 pub mod rng;
 pub mod sim;
+pub mod simcheck;
+pub mod soak;

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cairn_chaos::campaign::{self, nemesis::Nemesis, NetMode, RunConfig};
+use cairn_chaos::sim::{SimBug, SimConfig};
+use cairn_chaos::simcheck;
+use cairn_chaos::soak::SoakConfig;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -43,6 +46,68 @@ enum Command {
     ///
     ///   cairn-chaos check /tmp/c7
     Check { dir: PathBuf },
+    /// Run the deterministic simulator: the same openraft + state machine +
+    /// session tracker, in memory, over a simulated network and clock, with
+    /// faults drawn from the seed. One seed runs twice and must give the
+    /// same event trace (its hash is printed); --seeds runs many and lists
+    /// the failing ones. Exit status 1 on any violation.
+    ///
+    ///   cairn-chaos sim --seed 42 --steps 400
+    ///   cairn-chaos sim --seeds 1..1000
+    ///   cairn-chaos sim --seed 42 --out /tmp/s42   # history.jsonl etc., for `check`
+    Sim(SimArgs),
+    /// The release check: campaigns with every nemesis, 3 and 5 members, a
+    /// new seed each, for --duration; then --sim-seeds simulator seeds.
+    /// Prints and writes (DIR/soak.json) the totals: runs, faults injected,
+    /// operations checked, violations (must be 0). Keeps the directories
+    /// of failing runs.
+    ///
+    ///   cairn-chaos soak --duration 30m --out /var/tmp/soak
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// One seed (run twice: the traces must be identical).
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// A range of seeds, e.g. 1..1000 (end excluded).
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<std::ops::Range<u64>>,
+    /// Client operations plus faults per run.
+    #[arg(long, default_value_t = 300)]
+    steps: u64,
+    /// Members (3 to 5).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// With --seed: write the run's history, monitor and campaign files here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Simulate a deliberate bug (ack-before-fsync, stale-read).
+    #[arg(long, hide = true)]
+    bug: Option<String>,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// How long to keep starting campaigns, e.g. 30m.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Each campaign's length.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    campaign: Duration,
+    /// Seed of the first campaign (the next ones count up).
+    #[arg(long, default_value_t = 1000)]
+    first_seed: u64,
+    /// Simulator seeds to run after the campaigns.
+    #[arg(long, default_value_t = 1000)]
+    sim_seeds: u64,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "auto")]
+    net: NetMode,
+    #[arg(long)]
+    cairn_bin: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -87,6 +152,18 @@ struct RunArgs {
     /// Run members with a deliberate bug (tests of the harness itself).
     #[arg(long, hide = true)]
     bug: Option<String>,
+}
+
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?}: expected a range like 1..1000"))?;
+    let a: u64 = a.parse().map_err(|_| format!("{a:?} is not a seed"))?;
+    let b: u64 = b.parse().map_err(|_| format!("{b:?} is not a seed"))?;
+    if b <= a {
+        return Err(format!("{s:?} is empty"));
+    }
+    Ok(a..b)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -145,13 +222,156 @@ async fn run(a: RunArgs) -> Result<bool> {
         "campaign done: {} faults planned, {} events recorded, network {}, converged: {}",
         report.faults, report.operations, report.net_mode, report.converged
     );
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
     for (id, status) in &report.crashed {
         println!(
             "member {id} exited on its own: {status} (see {}/logs/n{id}.log)",
             a.out.display()
         );
     }
-    Ok(valid && report.crashed.is_empty())
+    Ok(valid && report.crashed.is_empty() && report.problems.is_empty())
+}
+
+fn sim_bug(name: Option<&str>) -> Result<Option<SimBug>> {
+    Ok(match name {
+        None => None,
+        Some("ack-before-fsync") => Some(SimBug::AckBeforeFsync),
+        Some("stale-read") => Some(SimBug::StaleRead),
+        Some(other) => anyhow::bail!("unknown --bug {other:?}: ack-before-fsync or stale-read"),
+    })
+}
+
+fn sim(a: SimArgs) -> Result<bool> {
+    if !(3..=5).contains(&a.nodes) {
+        anyhow::bail!("--nodes must be 3, 4 or 5");
+    }
+    let base = SimConfig {
+        steps: a.steps,
+        nodes: a.nodes,
+        bug: sim_bug(a.bug.as_deref())?,
+        ..SimConfig::new(0)
+    };
+    if let Some(range) = a.seeds {
+        let started = std::time::Instant::now();
+        let (mut failing, mut ops, mut faults, mut n) = (vec![], 0u64, 0u64, 0u64);
+        for seed in range.clone() {
+            let o = cairn_chaos::sim::run(&SimConfig {
+                seed,
+                ..base.clone()
+            });
+            let v = simcheck::verdict(&o);
+            n += 1;
+            ops += o.stats.ops;
+            faults += o.stats.faults;
+            if !o.violations.is_empty() || !v.valid {
+                let why = o
+                    .violations
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| first_failure(&v));
+                println!("seed {seed}: FAIL: {why}");
+                failing.push(seed);
+            }
+        }
+        println!(
+            "{n} seeds ({}..{}), {ops} operations, {faults} faults, {:.1} s: {} failing{}",
+            range.start,
+            range.end,
+            started.elapsed().as_secs_f64(),
+            failing.len(),
+            if failing.is_empty() {
+                String::new()
+            } else {
+                format!(" {failing:?} (replay one with --seed)")
+            }
+        );
+        return Ok(failing.is_empty());
+    }
+    let seed = a.seed.unwrap_or(1);
+    let cfg = SimConfig { seed, ..base };
+    let o = cairn_chaos::sim::run(&cfg);
+    let again = cairn_chaos::sim::run(&cfg);
+    let same = o.trace_hash == again.trace_hash;
+    let v = simcheck::verdict(&o);
+    println!(
+        "seed {seed}: {} operations ({} ok, {} fail, {} unknown), {} faults, {} trace events, {} ms virtual in {} ms",
+        o.stats.ops, o.stats.ok, o.stats.fail, o.stats.info, o.stats.faults, o.stats.trace_events, o.stats.virtual_ms, o.stats.real_ms
+    );
+    println!(
+        "trace hash {:016x}, replayed: {:016x} ({})",
+        o.trace_hash,
+        again.trace_hash,
+        if same {
+            "identical"
+        } else {
+            "DIFFERENT: the simulation is not deterministic"
+        }
+    );
+    for viol in &o.violations {
+        println!("violation: {viol}");
+    }
+    println!("{}", cairn_chaos::report::summary(&v));
+    if let Some(dir) = a.out {
+        write_sim(&dir, &o)?;
+        println!(
+            "history written to {} (cairn-chaos check {} re-checks it)",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(same && o.violations.is_empty() && v.valid)
+}
+
+fn first_failure(v: &cairn_chaos::check::Verdict) -> String {
+    v.checks
+        .iter()
+        .find(|c| c.status == cairn_chaos::check::Status::Fail)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.name,
+                c.details.first().cloned().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn write_sim(dir: &std::path::Path, o: &cairn_chaos::sim::SimOutcome) -> Result<()> {
+    use cairn_chaos::history::{self, JsonlWriter};
+    std::fs::create_dir_all(dir)?;
+    history::write_json(&dir.join(history::CAMPAIGN), &simcheck::campaign_of(o))?;
+    let mut w = JsonlWriter::create(&dir.join(history::HISTORY))?;
+    for e in &o.history {
+        w.write(e)?;
+    }
+    let mut w = JsonlWriter::create(&dir.join(history::MONITOR))?;
+    for ob in &o.observations {
+        w.write(ob)?;
+    }
+    history::write_json(&dir.join(history::FINAL), &simcheck::final_of(o))?;
+    Ok(())
+}
+
+fn soak(a: SoakArgs) -> Result<bool> {
+    let bin = match a.cairn_bin {
+        Some(b) => b,
+        None => campaign::default_bin()?,
+    };
+    let cfg = SoakConfig {
+        duration: a.duration,
+        campaign: a.campaign,
+        first_seed: a.first_seed,
+        out: a.out.clone(),
+        bin,
+        net: a.net,
+    };
+    let mut r = on_runtime(cairn_chaos::soak::campaigns(&cfg))?;
+    cairn_chaos::soak::sim_seeds(&mut r, a.sim_seeds);
+    cairn_chaos::soak::finish(&cfg, &mut r)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    Ok(r.violations == 0 && r.errors == 0 && r.sim_violations == 0)
 }
 
 /// Checks `dir`, prints the summary; true when valid.
@@ -166,21 +386,46 @@ fn check(dir: &std::path::Path) -> Result<bool> {
     Ok(verdict.valid)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,openraft=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The simulator runs its own executor on this thread with its own
+    // clock: never inside tokio's runtime, whose timers run on real time.
     let r = match cli.cmd {
-        Command::Run(a) => run(a).await,
+        Command::Sim(a) => sim(a),
         Command::Check { dir } => check(&dir),
+        Command::Run(a) => on_runtime(run(a)),
+        Command::Soak(a) => soak(a),
     };
+    exit(r)
+}
+
+/// Runs `work` on a tokio runtime until it ends or Ctrl-C. Either way the
+/// runtime is dropped before returning, which drops every task and with
+/// them the members (killed) and the namespaces (deleted): nothing a
+/// campaign started outlives it.
+fn on_runtime<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let rt = tokio::runtime::Runtime::new()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let r = rt.block_on(async {
+        tokio::select! {
+            r = work => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; every process and namespace the campaign started was removed")),
+        }
+    });
+    drop(rt);
+    r
+}
+
+fn exit(r: Result<bool>) -> ! {
     match r {
-        Ok(true) => {}
+        Ok(true) => std::process::exit(0),
         Ok(false) => std::process::exit(1),
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -114,9 +114,8 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Whether a nemesis action repairs a fault rather than injecting one. The
-/// history does not say (see the checker's notes), so by its words: any
-/// `-`/`_`-separated word of these ends the faults on its targets.
+/// Whether a nemesis action repairs a fault rather than injecting one:
+/// `heal-<fault>` or `heal-all`, by the history's convention.
 pub fn is_heal(action: &str) -> bool {
     // The campaign's convention (crate::history, Op::Nemesis): a heal's
     // action is `heal-<fault>` (or `heal-all`).
@@ -324,7 +323,7 @@ fn leader_bands(observations: &[Observation], end_ns: u64) -> Vec<Bar> {
         .iter()
         .map(|(&term, &(start, leader))| {
             let end = term_seen
-                .range(term + 1..)
+                .range((std::ops::Bound::Excluded(term), std::ops::Bound::Unbounded))
                 .map(|(_, t)| *t)
                 .filter(|t| *t >= start)
                 .min()

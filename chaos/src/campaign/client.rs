@@ -50,12 +50,13 @@ fn definite(s: &Status) -> bool {
     let m = s.message();
     // Refused before proposing, or a proposal openraft dropped from its log
     // (ForwardToLeader: the entry was truncated and can never commit).
-    (s.code() == Code::Unavailable
-        && (m.starts_with("not the leader") || m.starts_with("linearizable read failed")))
-        // The connection was never made: nothing was sent.
-        || m.contains("tcp connect error")
-        || m.contains("error trying to connect")
-        || m.contains("Connection refused")
+    s.code() == Code::Unavailable
+        && (m.starts_with("not the leader")
+            || m.starts_with("linearizable read failed")
+            // The connection was never made: nothing was sent.
+            || m.contains("tcp connect error")
+            || m.contains("error trying to connect")
+            || m.contains("Connection refused"))
 }
 
 impl Client {

@@ -52,6 +52,8 @@ pub struct Network {
     /// `--routes` per member: its peers through their link's proxy.
     pub routes: BTreeMap<u64, BTreeMap<u64, String>>,
     pub links: Box<dyn Links>,
+    /// Held for the run: the subnet lock (netns).
+    pub _lock: Option<std::fs::File>,
 }
 
 /// A free port on 127.0.0.1 (bound, then released for a member to take).
@@ -97,6 +99,7 @@ pub async fn setup(mode: NetMode, ids: &[u64], seed: u64) -> Result<Network> {
         prefixes: BTreeMap::new(),
         routes,
         links: Box::new(crate::net::Faults::proxy(net)),
+        _lock: None,
     })
 }
 
@@ -106,14 +109,21 @@ const NETNS_PORT: u16 = 7400;
 fn netns(ids: &[u64], seed: u64) -> Result<Network> {
     use crate::net::netns::NetNs;
     NetNs::check_prerequisites()?;
+    remove_dead_runs();
     // A tag and a /24 of this run's own, so concurrent campaigns (parallel
-    // tests) never share a namespace name or an address. A subnet in use
-    // is refused by `create`: try a few.
+    // tests) never share a namespace name or an address. The tag carries
+    // the pid (`<pid>p<attempt>`), so a later run can tell a dead run's
+    // leftovers; the subnet is held by an exclusive lock for the run,
+    // because `create`'s "in use?" check and its `ip addr add` are not one
+    // step.
     let pid = std::process::id();
     let mut last = None;
-    for attempt in 0..8u32 {
-        let tag = format!("{:x}", (pid ^ (attempt << 20)) & 0xf_ffff);
-        let third = (u64::from(pid) + seed + u64::from(attempt) * 37) % 250 + 1;
+    for attempt in 0..16u64 {
+        let tag = format!("{pid}p{attempt:x}");
+        let third = (u64::from(pid) + seed + attempt * 37) % 250 + 1;
+        let Some(lock) = lock_subnet(third) else {
+            continue;
+        };
         let subnet = format!("10.201.{third}.0/24");
         match NetNs::create(&tag, &subnet, ids) {
             Ok(ns) => {
@@ -129,10 +139,65 @@ fn netns(ids: &[u64], seed: u64) -> Result<Network> {
                     prefixes,
                     routes: BTreeMap::new(),
                     links: Box::new(crate::net::Faults::netns(ns)),
+                    _lock: Some(lock),
                 });
             }
             Err(e) => last = Some(e),
         }
     }
-    Err(last.map_or_else(|| anyhow::anyhow!("no subnet free"), anyhow::Error::from))
+    Err(last.map_or_else(
+        || anyhow::anyhow!("no free subnet in 10.201.0.0/16"),
+        anyhow::Error::from,
+    ))
+}
+
+/// An exclusive lock on subnet 10.201.`third`.0/24 among campaigns on this
+/// machine (released when the file is closed, also if the process dies).
+fn lock_subnet(third: u64) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("cairn-chaos-10.201.{third}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+    // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    (rc == 0).then_some(f)
+}
+
+/// Namespaces and links of campaigns whose process is gone (killed with
+/// -9: nothing could clean up) are removed before a new run starts.
+fn remove_dead_runs() {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut dead = std::collections::BTreeSet::new();
+    for name in text.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix("cc") else {
+            continue;
+        };
+        let Some((pid, _)) = rest.split_once('p') else {
+            continue;
+        };
+        if pid.chars().all(|c| c.is_ascii_digit())
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            dead.insert(format!("{pid}p"));
+        }
+    }
+    for prefix in dead {
+        match crate::net::netns::NetNs::cleanup_stale(&prefix) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::warn!("removed leftovers of a dead campaign: {}", gone.join(" "))
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not remove leftovers {prefix}*: {e}"),
+        }
+    }
 }

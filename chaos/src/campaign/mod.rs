@@ -12,7 +12,7 @@ pub mod record;
 pub mod workload;
 pub mod world;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +80,9 @@ pub struct RunReport {
     pub converged: bool,
     /// Members that exited on their own during the run (a crash is a finding).
     pub crashed: Vec<(u64, String)>,
+    /// What kept the run from ending cleanly (no convergence, a final read
+    /// or status that never came, a log that could not be dumped).
+    pub problems: Vec<String>,
     pub net_mode: String,
 }
 
@@ -117,13 +120,18 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
     let initial: Vec<u64> = (1..=u64::from(cfg.nodes)).collect();
     let net = links::setup(cfg.net, &planned, cfg.seed).await?;
     let net_mode = net.mode.clone();
+    if cfg.nemeses.contains(&Nemesis::Clock) && procs::faketime_lib().is_none() {
+        bail!(
+            "the clock nemesis needs libfaketime (apt-get install faketime; scripts/setup.sh does)"
+        );
+    }
     let faulty_count = if cfg.nemeses.contains(&Nemesis::Chunk) {
         2
     } else {
         0
     };
 
-    let mut extra = vec![
+    let extra = vec![
         "--snapshot-every".to_string(),
         cfg.snapshot_every.to_string(),
         // Space reports only on a real change: the cluster goes quiet when
@@ -131,7 +139,6 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
         "--space-report-every".to_string(),
         "60m".to_string(),
     ];
-    extra.retain(|s| !s.is_empty());
     let mut members = Members::new(cfg.bin.clone(), cfg.out.join("logs"), extra);
     if let Some(bug) = &cfg.bug {
         members.env.push(("CAIRN_CHAOS_BUG".into(), bug.clone()));
@@ -200,6 +207,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
             .copied()
             .filter(|id| !initial.contains(id))
             .collect(),
+        initial: initial.len(),
         down: BTreeSet::new(),
         fleet: Arc::new(fleet),
         stopped_chunks: BTreeSet::new(),
@@ -213,6 +221,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let monitor = tokio::spawn(monitor(
         world.clone(),
+        planned
+            .iter()
+            .map(|id| (*id, net.addrs[id].clone()))
+            .collect(),
         obs.clone(),
         rec.clone(),
         stop_rx.clone(),
@@ -253,22 +265,12 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
         stop_rx.clone(),
     ));
 
-    // Run for the duration (Ctrl-C ends it early; cleanup still happens).
-    let interrupted = tokio::select! {
-        _ = tokio::time::sleep(cfg.duration) => false,
-        _ = tokio::signal::ctrl_c() => true,
-    };
+    // Run for the duration (Ctrl-C drops this future; see main.rs).
+    tokio::time::sleep(cfg.duration).await;
     let _ = stop_tx.send(true);
     let _ = nemesis_task.await;
     for c in clients {
         let _ = c.await;
-    }
-    if interrupted {
-        world.lock().await.members.stop_all();
-        bail!(
-            "interrupted: every process was stopped; the history so far is in {}",
-            cfg.out.display()
-        );
     }
 
     // Heal, converge, read the end state.
@@ -288,9 +290,15 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
             None,
         );
     }
+    // From here on, what goes wrong is recorded and the run still ends
+    // with its files, so the checker can say what happened.
+    let mut problems = vec![];
     let converged = converge(&world, Duration::from_secs(120)).await;
+    if let Err(e) = &converged {
+        problems.push(e.clone());
+    }
     let final_process = u64::from(cfg.clients);
-    workload::final_reads(
+    if let Err(e) = workload::final_reads(
         final_process,
         endpoints.clone(),
         &keys,
@@ -298,31 +306,34 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
         Duration::from_secs(30),
     )
     .await
-    .map_err(anyhow::Error::msg)?;
-    let mut fin = final_state(&world, converged.is_ok()).await?;
+    {
+        problems.push(e);
+    }
+    let mut fin = final_state(&world, converged.is_ok(), &mut problems).await;
     let _ = monitor.await;
     let crashed = {
         let mut w = world.lock().await;
-        let crashed = w.members.exited();
+        w.reap_crashed();
         // A clean stop before the log is read (RocksDB read-only open).
         w.members.shutdown_all(Duration::from_secs(10));
-        crashed
+        w.members.crashed.clone()
     };
     drop(world);
     let _ = fleet_log.await;
-    fin.log_first_index = dump_log(&cfg.bin, &root, &fin, &cfg.out.join(history::LOG))?;
+    match dump_log(&cfg.bin, &root, &fin, &cfg.out.join(history::LOG)) {
+        Ok(first) => fin.log_first_index = first,
+        Err(e) => problems.push(format!("the committed log could not be dumped: {e:#}")),
+    }
     history::write_json(&cfg.out.join(history::FINAL), &fin)?;
     if let Some(e) = rec.failed().or_else(|| obs.failed()) {
         bail!("could not record the run: {e}");
-    }
-    if let Err(e) = converged {
-        tracing::warn!("{e}");
     }
     Ok(RunReport {
         faults,
         operations: rec.events(),
         converged: fin.converged,
         crashed,
+        problems,
         net_mode,
     })
 }
@@ -405,34 +416,53 @@ async fn record_fleet(path: PathBuf, mut rx: tokio::sync::mpsc::UnboundedReceive
 /// Every 100 ms: each live member's term and the leader it knows.
 async fn monitor(
     world: Arc<Mutex<World>>,
+    members: Vec<(u64, String)>,
     obs: Arc<ObservationLog>,
     rec: Arc<Recorder>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Ok(client) = MetaClient::new(members.iter().map(|m| m.1.clone()).collect()) else {
+        return;
+    };
+    let client = Arc::new(client);
     loop {
-        let targets: Vec<(u64, String)> = {
-            let w = world.lock().await;
-            w.live().into_iter().map(|id| (id, w.addr(id))).collect()
-        };
-        let client = match MetaClient::new(targets.iter().map(|t| t.1.clone()).collect()) {
-            Ok(c) => c,
-            Err(_) => {
-                if stopped(&mut stop, Duration::from_millis(100)).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        for (id, addr) in targets {
-            let r = tokio::time::timeout(Duration::from_millis(300), client.status_of(&addr, true))
-                .await;
-            if let Ok(Ok(s)) = r {
+        // Every planned member at once, without the world's lock (a fault
+        // being injected holds it for seconds): down or paused ones simply
+        // do not answer in time.
+        let mut asks = tokio::task::JoinSet::new();
+        for (id, addr) in members.clone() {
+            let client = client.clone();
+            asks.spawn(async move {
+                let r =
+                    tokio::time::timeout(Duration::from_millis(300), client.status_of(&addr, true))
+                        .await;
+                (id, r)
+            });
+        }
+        while let Some(done) = asks.join_next().await {
+            if let Ok((id, Ok(Ok(s)))) = done {
                 obs.record(&Observation {
                     time_ns: rec.now_ns(),
                     node_id: id,
                     term: s.term,
                     leader_id: s.leader_id,
                 });
+            }
+        }
+        // A member that exited on its own is a finding: record it; the
+        // next heal restarts it.
+        if let Ok(mut w) = world.try_lock() {
+            for (id, status) in w.reap_crashed() {
+                rec.record(
+                    history::NEMESIS_PROCESS,
+                    history::Type::Info,
+                    nemesis_op(
+                        "crash",
+                        vec![id],
+                        format!("member {id} exited on its own: {status}"),
+                    ),
+                    Some("a member crashed".into()),
+                );
             }
         }
         if stopped(&mut stop, Duration::from_millis(100)).await {
@@ -538,7 +568,7 @@ async fn converge(world: &Arc<Mutex<World>>, within: Duration) -> Result<(), Str
             }
         }
         if seen.len() == voters.len() && seen.windows(2).all(|w| w[0] == w[1]) {
-            let now = seen[0];
+            let Some(&now) = seen.first() else { continue };
             match replicas_missing(&client).await {
                 Ok(0) if agreed_once == Some(now) => return Ok(()),
                 Ok(0) => agreed_once = Some(now),
@@ -621,19 +651,29 @@ async fn volumes(client: &MetaClient) -> Result<Vec<(u64, String, Vec<FinalExten
     Ok(out)
 }
 
-async fn final_state(world: &Arc<Mutex<World>>, converged: bool) -> Result<Final> {
+/// The healed cluster as every voter reports it; a voter that does not
+/// answer makes the run not converged.
+async fn final_state(
+    world: &Arc<Mutex<World>>,
+    converged: bool,
+    problems: &mut Vec<String>,
+) -> Final {
     let w = world.lock().await;
     let mut fin = Final {
         converged,
         ..Final::default()
     };
     for id in w.voters.iter() {
-        let s = tokio::time::timeout(
+        let asked = tokio::time::timeout(
             Duration::from_secs(2),
             w.admin.status_of(&w.addr(*id), true),
         )
-        .await
-        .map_err(|_| anyhow::anyhow!("member {id} did not answer its final status"))??;
+        .await;
+        let Ok(Ok(s)) = asked else {
+            problems.push(format!("member {id} did not answer its final status"));
+            fin.converged = false;
+            continue;
+        };
         fin.members.push(FinalMember {
             node_id: *id,
             term: s.term,
@@ -641,11 +681,19 @@ async fn final_state(world: &Arc<Mutex<World>>, converged: bool) -> Result<Final
             digest: s.state_digest,
         });
     }
-    for (id, name, extents) in volumes(&w.admin).await.map_err(anyhow::Error::msg)? {
-        fin.volumes.push((id, name));
-        fin.extents.extend(extents);
+    match volumes(&w.admin).await {
+        Ok(vs) => {
+            for (id, name, extents) in vs {
+                fin.volumes.push((id, name));
+                fin.extents.extend(extents);
+            }
+        }
+        Err(e) => {
+            problems.push(format!("the final volumes could not be read: {e}"));
+            fin.converged = false;
+        }
     }
-    Ok(fin)
+    fin
 }
 
 /// Dumps the committed log of the member with the highest applied index
@@ -677,7 +725,7 @@ fn dump_log(bin: &Path, root: &Path, fin: &Final, out: &Path) -> Result<u64> {
     let committed = header
         .get("committed")
         .and_then(|c| c.as_u64())
-        .unwrap_or(0);
+        .with_context(|| format!("member {id}'s log has no committed index"))?;
     let mut w = history::JsonlWriter::create(out)?;
     let mut first = None;
     for line in lines {
@@ -689,13 +737,4 @@ fn dump_log(bin: &Path, root: &Path, fin: &Final, out: &Path) -> Result<u64> {
         w.write(&r)?;
     }
     Ok(first.unwrap_or(committed + 1))
-}
-
-/// Per member, the (term, leader) pairs seen: for quick summaries.
-pub fn leaders_by_term(obs: &[Observation]) -> BTreeMap<u64, BTreeSet<u64>> {
-    let mut m: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-    for o in obs.iter().filter(|o| o.leader_id != 0) {
-        m.entry(o.term).or_default().insert(o.leader_id);
-    }
-    m
 }

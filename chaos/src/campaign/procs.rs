@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -33,8 +33,14 @@ pub struct Spec {
     pub routes: BTreeMap<u64, String>,
 }
 
-/// libfaketime's preload library (Debian's `faketime` package).
-pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+/// libfaketime's preload library (Debian's `faketime` package), wherever
+/// the architecture puts it.
+pub fn faketime_lib() -> Option<PathBuf> {
+    let dirs = std::fs::read_dir("/usr/lib").ok()?;
+    dirs.filter_map(Result::ok)
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+}
 
 pub struct Members {
     bin: PathBuf,
@@ -47,6 +53,8 @@ pub struct Members {
     paused: BTreeSet<u64>,
     /// Members running with a skewed clock, and the skew.
     pub skewed: BTreeMap<u64, String>,
+    /// Members that exited on their own (a crash is a finding): id, status.
+    pub crashed: Vec<(u64, String)>,
 }
 
 impl Members {
@@ -60,6 +68,7 @@ impl Members {
             children: BTreeMap::new(),
             paused: BTreeSet::new(),
             skewed: BTreeMap::new(),
+            crashed: vec![],
         }
     }
 
@@ -129,10 +138,10 @@ impl Members {
         }
         match skew {
             Some(s) => {
-                if !Path::new(FAKETIME_LIB).exists() {
-                    bail!("the clock nemesis needs libfaketime ({FAKETIME_LIB}): apt-get install faketime (scripts/setup.sh does)");
-                }
-                cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                let Some(lib) = faketime_lib() else {
+                    bail!("the clock nemesis needs libfaketime: apt-get install faketime (scripts/setup.sh does)");
+                };
+                cmd.env("LD_PRELOAD", lib)
                     .env("FAKETIME", s)
                     .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
                     .env("FAKETIME_DONT_RESET", "1");
@@ -154,12 +163,17 @@ impl Members {
         // campaign (Drop then never runs). PDEATHSIG fires when the spawning
         // *thread* ends: members are spawned from runtime threads that live
         // as long as the campaign.
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child
-        // between fork and exec.
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else
+        // runs in the child between fork and exec.
+        let parent = std::process::id();
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The campaign died between fork and prctl: no signal will come.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the campaign exited"));
                 }
                 Ok(())
             });
@@ -188,13 +202,18 @@ impl Members {
         Ok(())
     }
 
-    /// kill -9 and reap.
+    /// kill -9 and reap. A member that had already exited on its own is
+    /// recorded as crashed, not silently reaped.
     pub fn kill(&mut self, id: u64) -> Result<()> {
         let mut child = self
             .children
             .remove(&id)
             .with_context(|| format!("member {id} is not running"))?;
         self.paused.remove(&id);
+        if let Ok(Some(status)) = child.try_wait() {
+            self.crashed.push((id, status.to_string()));
+            return Ok(());
+        }
         // A stopped process dies of SIGKILL too; reap it either way.
         let _ = child.kill();
         let _ = child.wait();
@@ -221,7 +240,8 @@ impl Members {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// A member that exited on its own (a crash is a finding): id and status.
+    /// Members that exited on their own since the last call (a crash is a
+    /// finding): id and status. They are also kept in `crashed`.
     pub fn exited(&mut self) -> Vec<(u64, String)> {
         let mut out = vec![];
         for (id, c) in self.children.iter_mut() {
@@ -233,6 +253,7 @@ impl Members {
             self.children.remove(id);
             self.paused.remove(id);
         }
+        self.crashed.extend(out.iter().cloned());
         out
     }
 
@@ -269,6 +290,8 @@ impl Members {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        // Those that stopped as asked did not crash: reap them quietly.
+        self.children.retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
         self.stop_all();
     }
 }

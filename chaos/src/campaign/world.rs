@@ -22,6 +22,8 @@ pub struct World {
     pub voters: BTreeSet<u64>,
     /// Planned member ids not in the cluster now (their data dirs empty).
     pub spares: BTreeSet<u64>,
+    /// The initial number of voters: the membership nemesis never goes below.
+    pub initial: usize,
     /// Members the campaign killed and has to restart.
     pub down: BTreeSet<u64>,
     pub fleet: Arc<Fleet>,
@@ -140,6 +142,8 @@ impl World {
                 let members: Vec<u64> = self.voters.iter().copied().collect();
                 let leader = self.leader().await;
                 let detail = self.cut(cut, &members, leader)?;
+                // What the network layer has in place, link by link.
+                let detail = format!("{detail} [{}]", self.links.describe());
                 Ok((members, detail, Undo::HealNet))
             }
             Fault::LeaderChurn => {
@@ -158,7 +162,11 @@ impl World {
                 let id = self.some_voter(None).context("no running member")?;
                 let skew = format!("{skew_s:+}s");
                 self.members.kill(id)?;
+                // Down until started: if the skewed start fails, healing
+                // still restarts it.
+                self.down.insert(id);
                 self.members.start(id, &Start::Restart, Some(&skew))?;
+                self.down.remove(&id);
                 Ok((vec![id], format!("wall clock {skew}"), Undo::Unskew(id)))
             }
             Fault::Member => self.change_membership().await,
@@ -214,8 +222,10 @@ impl World {
             Cut::Bridge => {
                 // Two halves; the bridge member sees both.
                 let (a, b) = majority_minority(members, &mut self.rng);
-                let bridge = a[0];
-                let left: Vec<u64> = a[1..].to_vec();
+                let Some((&bridge, left)) = a.split_first() else {
+                    bail!("no members to bridge");
+                };
+                let left = left.to_vec();
                 for x in &left {
                     for y in &b {
                         self.links.block(*x, *y)?;
@@ -249,8 +259,7 @@ impl World {
     /// Adds a spare as a voter when the cluster is at its initial size,
     /// removes a voter otherwise.
     async fn change_membership(&mut self) -> Result<(Vec<u64>, String, Undo)> {
-        let initial = self.voters.len() + self.spares.len() - 1;
-        if self.voters.len() <= initial {
+        if self.voters.len() <= self.initial {
             let id = *self.spares.iter().next().context("no spare member")?;
             let via = self
                 .some_voter(None)
@@ -273,7 +282,11 @@ impl World {
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            // Still a learner (or not even that): the next member fault retries.
+            // Not promoted: stop it and make it a spare again, so the
+            // cluster stays at its size and nothing runs unaccounted for.
+            let _ = self.members.kill(id);
+            self.wipe(id);
+            self.spares.insert(id);
             bail!("member {id} joined but could not be promoted: {last}")
         } else {
             let leader = self.leader().await;
@@ -295,12 +308,28 @@ impl World {
             }
             self.down.remove(&id);
             // A removed member may come back later only as a new one.
-            if let Some(spec) = self.members.specs.get(&id) {
-                let _ = std::fs::remove_dir_all(&spec.data_dir);
-            }
+            self.wipe(id);
             self.spares.insert(id);
             Ok((vec![id], format!("removed member {id}"), Undo::Nothing))
         }
+    }
+
+    fn wipe(&self, id: u64) {
+        if let Some(spec) = self.members.specs.get(&id) {
+            let _ = std::fs::remove_dir_all(&spec.data_dir);
+        }
+    }
+
+    /// Members that exited on their own since the last look: recorded, and
+    /// restarted by the next heal (a voter) so the run can still converge.
+    pub fn reap_crashed(&mut self) -> Vec<(u64, String)> {
+        let out = self.members.exited();
+        for (id, _) in &out {
+            if self.voters.contains(id) {
+                self.down.insert(*id);
+            }
+        }
+        out
     }
 
     /// Heals one fault.

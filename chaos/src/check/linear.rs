@@ -574,6 +574,8 @@ fn memo_key(buf: &mut Vec<u8>, set: &[u64], s: &ModelState) -> u128 {
         }
         None => buf.push(0),
     }
+    // Part of the state: a state that may have been dropped accepts more.
+    buf.push(u8::from(s.maybe_dropped));
     xxhash_rust::xxh3::xxh3_128(buf)
 }
 
@@ -730,10 +732,20 @@ pub fn check_history(events: &[Event], max_states: u64) -> LinearResult {
     let (by_key, warnings) = operations_by_key(events);
     let keys = by_key
         .into_iter()
-        .map(|(key, ops)| KeyReport {
-            key,
-            result: check_key(&ops, max_states),
-            anomalies: classify(key, &ops),
+        .map(|(key, ops)| {
+            let result = check_key(&ops, max_states);
+            // The classifier only names what went wrong; it is cubic in
+            // the key's operations, so it runs only where something did.
+            let anomalies = if result.outcome == KeyOutcome::Valid {
+                vec![]
+            } else {
+                classify(key, &ops)
+            };
+            KeyReport {
+                key,
+                result,
+                anomalies,
+            }
         })
         .collect();
     LinearResult { keys, warnings }
@@ -1113,9 +1125,7 @@ pub(crate) mod tests {
     #[test]
     fn three_hundred_concurrent_ops_from_five_processes_check_quickly() {
         let h = simulated(300, 0, 0x9e37_79b9_7f4a_7c15);
-        let start = std::time::Instant::now();
         let r = check_history(&h.events, DEFAULT_MAX_STATES);
-        let took = start.elapsed();
         assert_eq!(r.keys[0].result.ops, 300);
         assert_eq!(
             r.keys[0].result.outcome,
@@ -1124,7 +1134,12 @@ pub(crate) mod tests {
             r.keys[0].result
         );
         assert!(r.keys[0].anomalies.is_empty(), "{:?}", r.keys[0].anomalies);
-        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+        // Quick in work done, not in seconds (a loaded machine is slow).
+        assert!(
+            r.keys[0].result.explored < 100_000,
+            "{:?}",
+            r.keys[0].result
+        );
         let r = check_history(&corrupt_last_read(&h.events), DEFAULT_MAX_STATES);
         assert!(!r.is_valid());
     }
@@ -1135,9 +1150,7 @@ pub(crate) mod tests {
             let h = simulated(300, 8, seed * 0x2545_f491_4f6c_dd1d);
             let unknown = h.events.iter().filter(|e| e.kind == Type::Info).count();
             assert!(unknown >= 3, "seed {seed}: {unknown} unknown");
-            let start = std::time::Instant::now();
             let r = check_history(&h.events, DEFAULT_MAX_STATES);
-            let took = start.elapsed();
             let k = &r.keys[0];
             assert_eq!(
                 k.result.outcome,
@@ -1147,8 +1160,8 @@ pub(crate) mod tests {
             );
             assert!(k.anomalies.is_empty(), "seed {seed}: {:?}", k.anomalies);
             assert!(
-                took < std::time::Duration::from_secs(1),
-                "seed {seed}: took {took:?}, {} states",
+                k.result.explored < 1_000_000,
+                "seed {seed}: {} states",
                 k.result.explored
             );
             let r = check_history(&corrupt_last_read(&h.events), DEFAULT_MAX_STATES);

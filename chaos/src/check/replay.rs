@@ -21,6 +21,8 @@ pub struct AppliedCmd {
 pub struct AppliedEntry {
     pub index: u64,
     pub term: u64,
+    /// The node id of the entry's leader (0 if the dump did not say).
+    pub leader: u64,
     pub cmds: Vec<AppliedCmd>,
 }
 
@@ -113,6 +115,7 @@ pub fn replay(
         entries.push(AppliedEntry {
             index: r.index,
             term: r.term,
+            leader: r.leader,
             cmds,
         });
         last_index = r.index;
@@ -139,6 +142,7 @@ pub(crate) mod tests {
         LogRecord {
             index,
             term,
+            leader: 1,
             payload: if cmds.is_empty() { "blank" } else { "normal" }.into(),
             leader_time_ms: 1_000_000 + index,
             cmds,

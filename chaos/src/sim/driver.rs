@@ -1,6 +1,7 @@
 //! One simulated run, start to finish: boot the cluster, set up the volume,
-//! run clients and nemesis concurrently, heal, wait for convergence, read
-//! every extent, check.
+//! start the chunks, run clients and nemesis concurrently, heal (members,
+//! network, chunks), wait for every extent's replicas to be back and for
+//! convergence, read every extent, check.
 //!
 //! The seed is split once into independent streams (openraft's election
 //! timeouts, the network, each disk, the nemesis, each client), so a change
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use openraft::{Config, SnapshotPolicy};
 
+use super::chunk;
 use super::client::Client;
 use super::runtime::{self, lock, sleep, spawn, RunError, Signal, SimInstant};
 use super::store::DiskModel;
@@ -44,6 +46,8 @@ fn raft_config() -> Result<Config, String> {
 /// What the async part hands back.
 struct Finished {
     finals: Vec<FinalMember>,
+    final_volumes: Vec<(u64, String)>,
+    final_extents: Vec<crate::history::FinalExtent>,
     faults: u64,
     ops: u64,
     ok: u64,
@@ -95,10 +99,52 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
     let history = std::mem::take(&mut *lock(&world.history));
     let observations = std::mem::take(&mut *lock(&world.observations));
     violations.extend(std::mem::take(&mut *lock(&world.violations)));
-    violations.extend(verify::one_leader_per_term(&observations));
-    violations.extend(verify::lost_writes_and_stale_reads(&history));
+    violations.extend(verify::votes_never_go_back(&observations));
+    let shared_terms = verify::terms_with_several_leaders(&observations).len() as u64;
+    let (chunk_stats, stops, acks) = {
+        let chunks = lock(&world.chunks);
+        let stats = chunks
+            .values()
+            .fold((0, 0, 0, 0, 0), |(k, r, l, s, c), ch| {
+                (
+                    k + ch.keepalives,
+                    r + ch.registrations,
+                    l + ch.lost,
+                    s + ch.stops.len() as u64,
+                    c + ch.cuts.len() as u64,
+                )
+            });
+        // Stopped or cut off: the chunk could not keep alive.
+        let stops: std::collections::BTreeMap<u32, Vec<(u64, Option<u64>)>> = chunks
+            .iter()
+            .map(|(&cid, c)| (cid, c.stops.iter().chain(&c.cuts).copied().collect()))
+            .collect();
+        let acks: std::collections::BTreeMap<(u32, u64), u64> = chunks
+            .iter()
+            .flat_map(|(&cid, c)| c.last_ack.iter().map(move |(&s, &t)| ((cid, s), t)))
+            .collect();
+        (stats, stops, acks)
+    };
+    let applied = std::mem::take(&mut *lock(&world.applied));
+    violations.extend(verify::lost_writes_and_stale_reads(&history, &applied.env));
+    violations.extend(verify::kept_sessions_never_expired(
+        &applied,
+        &stops,
+        &acks,
+        workload::LEASE_MS,
+    ));
+    violations.extend(verify::no_stale_term_effects(&applied));
+    let copies_started_twice = world.disks.counters().duplicates;
+    if copies_started_twice > 0 {
+        violations.push(format!(
+            "{copies_started_twice} copies were started a second time on a chunk"
+        ));
+    }
+    let counts = verify::counts(&applied);
     let finished = finished.unwrap_or(Finished {
         finals: vec![],
+        final_volumes: vec![],
+        final_extents: vec![],
         faults: 0,
         ops: 0,
         ok: 0,
@@ -115,6 +161,8 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
         history,
         observations,
         finals: finished.finals,
+        final_volumes: finished.final_volumes,
+        final_extents: finished.final_extents,
         violations,
         stats: SimStats {
             ops: finished.ops,
@@ -122,7 +170,18 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
             fail: finished.fail,
             info: finished.info,
             faults: finished.faults,
+            terms_with_several_leaders: shared_terms,
             trace_events: trace.events(),
+            keepalives: chunk_stats.0,
+            registrations: chunk_stats.1,
+            sessions_lost: chunk_stats.2,
+            chunk_stops: chunk_stats.3,
+            chunk_cuts: chunk_stats.4,
+            sessions_expired: counts.expired,
+            copies_issued: counts.issued,
+            copies_finished: counts.finished,
+            copies_adopted: counts.adopted,
+            stale_term_fenced: counts.fenced,
             virtual_ms: report.elapsed_ns / 1_000_000,
             real_ms: started.elapsed().as_millis() as u64,
         },
@@ -134,6 +193,8 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
     let ops_quota = cfg.steps.saturating_sub(faults_quota);
     let mut finished = Finished {
         finals: vec![],
+        final_volumes: vec![],
+        final_extents: vec![],
         faults: 0,
         ops: 0,
         ok: 0,
@@ -156,7 +217,7 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
     }
 
     let mut setup_client = Client::new(world.clone(), rng.fork(), "setup".into());
-    let volume = match workload::setup(
+    let (volume, sessions) = match workload::setup(
         &world,
         &mut setup_client,
         SimInstant::now() + Duration::from_secs(30),
@@ -169,6 +230,16 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
             return finished;
         }
     };
+    // The chunks, with the sessions the setup opened for them.
+    for (cid, session_id) in sessions {
+        lock(&world.chunks).entry(cid).or_default();
+        drop(spawn(chunk::run(
+            world.clone(),
+            cid,
+            session_id,
+            workload::LEASE_MS,
+        )));
+    }
 
     // The run: clients and nemesis concurrently.
     let budget = Arc::new(workload::Budget::default());
@@ -223,6 +294,17 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
             }
         }
     }
+    let stopped: Vec<u32> = lock(&world.chunks)
+        .iter()
+        .filter(|(_, c)| c.stopped)
+        .map(|(&cid, _)| cid)
+        .collect();
+    for cid in stopped {
+        world.set_chunk_stopped(cid, false);
+    }
+    if !replicated(&world, REPLICATION_WITHIN).await {
+        world.trace(format_args!("not fully replicated after healing"));
+    }
     let converged = converge(&world, Duration::from_secs(30)).await;
     finished.finals = world
         .ids
@@ -248,13 +330,47 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
             }
         })
         .collect();
+    if let Some(inc) = world.ids.iter().find_map(|&id| world.incarnation(id)) {
+        let d = lock(&inc.sm);
+        (finished.final_volumes, finished.final_extents) = crate::simcheck::final_volumes(&d.state);
+    }
     for v in verify::final_state(&finished.finals, converged) {
+        world.violation(v);
+    }
+    for v in verify::replicas_restored(&finished.final_extents) {
         world.violation(v);
     }
     let mut final_client = Client::new(world.clone(), rng.fork(), "final".into());
     workload::final_reads(&world, &mut final_client, volume, Duration::from_secs(10)).await;
     world.trace(format_args!("end"));
     finished
+}
+
+/// How long, after healing, the extents may take to get their replicas back.
+const REPLICATION_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits until the leader's state has every extent at its volume's replica
+/// count, all alive, and no copy running, twice in a row (250 ms apart).
+async fn replicated(world: &Arc<World>, within: Duration) -> bool {
+    let deadline = SimInstant::now() + within;
+    let mut stable = 0;
+    while SimInstant::now() < deadline {
+        sleep(Duration::from_millis(250)).await;
+        let full = world.leader().is_some_and(|(_, inc)| {
+            let d = lock(&inc.sm);
+            d.state.copies().next().is_none()
+                && d.state.extents().all(|e| {
+                    let n = usize::from(e.volume.replicas);
+                    e.loc().len() == n && e.alive_loc().len() == n
+                })
+        });
+        stable = if full { stable + 1 } else { 0 };
+        if stable >= 2 {
+            world.trace(format_args!("fully replicated"));
+            return true;
+        }
+    }
+    false
 }
 
 /// Waits until every node is up and all applied the same index as the

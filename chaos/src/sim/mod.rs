@@ -1,6 +1,8 @@
 //! The deterministic simulator (in the style of TigerBeetle's VOPR): a whole
-//! Cairn cluster — openraft 0.9 with Cairn's state machine — plus clients
-//! and a nemesis, on one thread in virtual time. Every failure replays from
+//! Cairn cluster — openraft 0.9 with Cairn's state machine, the leader's
+//! session tracker and recover / migrate copy runner — plus chunks (keeping
+//! alive, running copies), clients and a nemesis, on one thread in virtual
+//! time. Every failure replays from
 //! its seed: `run(&SimConfig { seed, .. })` twice gives the same
 //! `trace_hash`, history and verdict.
 //!
@@ -13,6 +15,8 @@
 //! | `world.rs` | nodes, incarnations, crash / restart / pause, partitions, records |
 //! | `network.rs` | openraft's RPCs through the simulated network |
 //! | `client.rs` | a client: leader following, certain vs unknown outcomes |
+//! | `leader.rs` | the leader's session tracker and copy runner (as `cairn_node`'s) |
+//! | `chunk.rs` | a chunk: keepalives, re-registration, running copies |
 //! | `workload.rs` | setup, the client loop, the final reads |
 //! | `nemesis.rs` | the faults |
 //! | `verify.rs` | the simulator's own checks |
@@ -28,8 +32,10 @@
 //! openraft's plain ids (never openraft's Display of instants, which reads
 //! the wall clock).
 
+pub mod chunk;
 pub mod client;
 pub mod driver;
+pub mod leader;
 pub mod nemesis;
 pub mod network;
 pub mod runtime;
@@ -94,7 +100,30 @@ pub struct SimStats {
     pub fail: u64,
     pub info: u64,
     pub faults: u64,
+    /// Terms with two leaders (legal in openraft's default leader-id mode;
+    /// see `verify::terms_with_several_leaders`).
+    pub terms_with_several_leaders: u64,
     pub trace_events: u64,
+    /// Keepalives acknowledged to chunks.
+    pub keepalives: u64,
+    /// Sessions chunks opened themselves (after a stop or a lost session).
+    pub registrations: u64,
+    /// Times a chunk was told its session was over.
+    pub sessions_lost: u64,
+    /// Chunk stops by the nemesis.
+    pub chunk_stops: u64,
+    /// Times a partition cut a chunk from a majority of the members.
+    pub chunk_cuts: u64,
+    /// ExpireSession applied.
+    pub sessions_expired: u64,
+    /// IssueCopy applied.
+    pub copies_issued: u64,
+    /// FinishCopy with a result applied.
+    pub copies_finished: u64,
+    /// AdoptCopies applied (a new leader took running copies over).
+    pub copies_adopted: u64,
+    /// IssueCopy / AdoptCopies / FinishCopy refused for a stale term.
+    pub stale_term_fenced: u64,
     pub virtual_ms: u64,
     /// Real time the run took: the one field that differs between replays.
     pub real_ms: u64,
@@ -115,6 +144,9 @@ pub struct SimOutcome {
     pub observations: Vec<Observation>,
     /// Every node after healing: id, term, applied index, state digest.
     pub finals: Vec<FinalMember>,
+    /// Volumes and extents after healing, as the first node has them.
+    pub final_volumes: Vec<(u64, String)>,
+    pub final_extents: Vec<crate::history::FinalExtent>,
     /// What the simulator's own checks found (empty: none).
     pub violations: Vec<String>,
     pub stats: SimStats,
@@ -131,6 +163,8 @@ impl SimOutcome {
             history: vec![],
             observations: vec![],
             finals: vec![],
+            final_volumes: vec![],
+            final_extents: vec![],
             violations,
             stats: SimStats::default(),
         }

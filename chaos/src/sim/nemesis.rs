@@ -1,13 +1,18 @@
 //! The nemesis: one fault at a time, drawn from the seed, held for a drawn
 //! while, then undone. Each is recorded as a `Nemesis` history operation
 //! (`Invoke` when it starts, `Info` when it is undone).
+//!
+//! Chunks take part: a partition puts each chunk on one side (cut from the
+//! leader when it lands on the other), crashes and pauses of the leader
+//! move the chunks to a new one, and `StopChunk` silences one chunk for
+//! longer than the lease.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::runtime::{sleep, timeout, Signal};
-use super::world::World;
+use super::world::{chunk_addr, World};
 use crate::history::{Op, Type, NEMESIS_PROCESS};
 use crate::rng::Rng;
 
@@ -26,6 +31,11 @@ pub enum Fault {
     /// Right after the next acknowledged write, crash a majority (half the
     /// time every node) at once: what a disk that acks before fsync fails.
     CrashMajorityAfterAck,
+    /// Stop a chunk for longer than its lease (its session expires, its
+    /// replicas stop being alive), then start it again. Only a chunk whose
+    /// every alive replica has another alive one beside it: the nemesis
+    /// never takes an extent's last alive replica.
+    StopChunk,
 }
 
 impl Fault {
@@ -37,18 +47,20 @@ impl Fault {
             Fault::IsolateLeader => "isolate-leader",
             Fault::Pause => "pause",
             Fault::CrashMajorityAfterAck => "crash-majority-after-ack",
+            Fault::StopChunk => "stop-chunk",
         }
     }
 }
 
 /// Every fault, with its weight in the draw.
-pub const ALL: [(Fault, u64); 6] = [
+pub const ALL: [(Fault, u64); 7] = [
     (Fault::Crash, 2),
     (Fault::CrashLeader, 2),
     (Fault::Partition, 2),
     (Fault::IsolateLeader, 2),
     (Fault::Pause, 2),
     (Fault::CrashMajorityAfterAck, 2),
+    (Fault::StopChunk, 1),
 ];
 
 /// One fault among `allowed` (all when empty), by weight.
@@ -126,8 +138,29 @@ async fn restart_all(world: &Arc<World>, ids: &[u64]) -> String {
     }
 }
 
+/// The chunks the nemesis may stop now: running, and none holds the last
+/// alive replica of an extent (as the leader's state has them).
+fn stoppable_chunks(world: &World) -> Vec<u32> {
+    let Some((_, inc)) = world.leader() else {
+        return vec![];
+    };
+    let d = super::runtime::lock(&inc.sm);
+    (1..=super::workload::CHUNKS)
+        .filter(|&cid| !world.chunk_stopped(cid))
+        .filter(|&cid| {
+            d.state.extents().all(|e| {
+                let alive = e.alive_loc();
+                !alive.contains(&cid) || alive.len() >= 2
+            })
+        })
+        .collect()
+}
+
 async fn inject(world: &Arc<World>, rng: &mut Rng, fault: Fault) {
-    let hold = Duration::from_millis(rng.range(100, 1000));
+    // Long enough, often, to outlast the followers' election timeout plus the
+    // leader lease (1.2–2.4 s): a restarted leader with a committed vote of
+    // its own leads again at once, so shorter faults never cause elections.
+    let hold = Duration::from_millis(rng.range(300, 4000));
     let ids = world.ids.clone();
     match fault {
         Fault::Crash | Fault::CrashLeader => {
@@ -148,14 +181,25 @@ async fn inject(world: &Arc<World>, rng: &mut Rng, fault: Fault) {
                 .copied()
                 .filter(|i| !minority.contains(i))
                 .collect();
+            // Each chunk on one side (a third of them with the minority).
+            let (mut small, mut large) = (minority.clone(), majority.clone());
+            let mut cut = vec![];
+            for cid in 1..=super::workload::CHUNKS {
+                if rng.chance(1.0 / 3.0) {
+                    small.push(chunk_addr(cid));
+                    cut.push(cid);
+                } else {
+                    large.push(chunk_addr(cid));
+                }
+            }
             record(
                 world,
                 Type::Invoke,
                 fault,
                 &minority,
-                format!("{minority:?} | {majority:?}"),
+                format!("{minority:?} | {majority:?}, chunks {cut:?} with the minority"),
             );
-            world.partition(&minority, &majority);
+            world.partition(&small, &large);
             sleep(hold).await;
             world.heal_network();
             record(world, Type::Info, fault, &minority, "healed".into());
@@ -180,6 +224,29 @@ async fn inject(world: &Arc<World>, rng: &mut Rng, fault: Fault) {
             sleep(hold).await;
             world.set_paused(target, false);
             record(world, Type::Info, fault, &[target], "resumed".into());
+        }
+        Fault::StopChunk => {
+            // Past the lease: long enough to expire, often with a leader
+            // change in between.
+            let hold = Duration::from_millis(super::workload::LEASE_MS + rng.range(500, 3000));
+            let candidates = stoppable_chunks(world);
+            let Some(&cid) = rng.pick(&candidates) else {
+                record(world, Type::Invoke, fault, &[], String::new());
+                record(world, Type::Info, fault, &[], "no chunk may stop".into());
+                return;
+            };
+            let target = [u64::from(cid)];
+            record(world, Type::Invoke, fault, &target, format!("chunk {cid}"));
+            world.set_chunk_stopped(cid, true);
+            sleep(hold).await;
+            world.set_chunk_stopped(cid, false);
+            record(
+                world,
+                Type::Info,
+                fault,
+                &target,
+                format!("chunk {cid} started"),
+            );
         }
         Fault::CrashMajorityAfterAck => {
             let all = rng.chance(0.5);

@@ -8,20 +8,178 @@
 
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
-use cairn_state::{EntryMeta, State};
+use cairn_sched::Touch;
+use cairn_state::{Cmd, CmdError, EntryMeta, Pid, Reply, State};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use super::runtime::lock;
+use super::runtime::{elapsed_ns, lock};
 use super::store::SharedDisk;
 use super::types::{
     Entry, LogId, Response, SimTypes, Snapshot, SnapshotMeta, StorageError, StoredMembership,
 };
+use crate::check::replay::{AppliedCmd, AppliedEntry};
 use cairn_node::types::{decode, encode};
+
+/// What applied commands changed, for the leader's copy runner: as
+/// `cairn_node::store::sm::Touched` (fed only while a runner listens).
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub listening: bool,
+    pub all: bool,
+    pub unpark: bool,
+    pub pids: Vec<Pid>,
+}
+
+/// As the node's `TOUCHED_MAX`: past this many pids, a full scan.
+const TOUCHED_MAX: usize = 1 << 16;
+
+impl Touched {
+    fn add(&mut self, t: Touch) {
+        if !self.listening {
+            return;
+        }
+        match t {
+            Touch::Nothing => {}
+            Touch::Unpark => self.unpark = true,
+            Touch::All => self.set_all(),
+            Touch::Extent(pid) if !self.all => {
+                if self.pids.len() >= TOUCHED_MAX {
+                    self.set_all();
+                } else {
+                    self.pids.push(pid);
+                }
+            }
+            Touch::Extent(_) => {}
+        }
+    }
+
+    fn set_all(&mut self) {
+        self.all = true;
+        self.pids = Vec::new();
+    }
+
+    /// Everything touched since the last call; starts listening.
+    pub fn take(&mut self) -> Touched {
+        let was = std::mem::take(self);
+        self.listening = true;
+        Touched {
+            all: was.all || !was.listening,
+            ..was
+        }
+    }
+
+    /// Stops listening (the runner stepped down).
+    pub fn stop(&mut self) {
+        *self = Touched::default();
+    }
+}
+
+/// One change an environment command (a session opening, ending or
+/// expiring, a copy finishing) made to an extent: not a client's write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvChange {
+    pub index: u64,
+    pub generation_before: u64,
+    pub generation_after: u64,
+    pub owner_after: u32,
+}
+
+/// What the simulator records of the committed log, from the first node
+/// that applies each index (committed entries are the same on every node):
+/// the term-stamped and session commands with their results, and what
+/// environment commands did to extents. Read by `verify`.
+#[derive(Debug, Default)]
+pub struct AppliedLog {
+    /// Every applied index, with only its copy and session commands.
+    pub entries: BTreeMap<u64, AppliedEntry>,
+    /// Virtual time (ns) each index was first applied.
+    pub at_ns: BTreeMap<u64, u64>,
+    /// Per extent, in log order.
+    pub env: BTreeMap<Pid, Vec<EnvChange>>,
+    /// (cid, session id) -> virtual time (ns) it was opened.
+    pub opened: BTreeMap<(u32, u64), u64>,
+}
+
+pub type SharedApplied = Arc<Mutex<AppliedLog>>;
+
+/// Commands that change extents without being a client's write.
+fn is_env(cmd: &Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::OpenSession { .. }
+            | Cmd::CloseSession { .. }
+            | Cmd::ExpireSession { .. }
+            | Cmd::FinishCopy(_)
+    )
+}
+
+/// Commands kept in [`AppliedLog::entries`].
+fn is_kept(cmd: &Cmd) -> bool {
+    is_env(cmd) || matches!(cmd, Cmd::IssueCopy(_) | Cmd::AdoptCopies { .. })
+}
+
+fn extent_values(state: &State) -> BTreeMap<Pid, (u64, u32)> {
+    state
+        .extents()
+        .map(|e| (e.pid, (e.generation(), e.lease_owner())))
+        .collect()
+}
+
+impl AppliedLog {
+    fn record(
+        &mut self,
+        log_id: LogId,
+        cmds: &[Cmd],
+        results: &[Result<Reply, CmdError>],
+        before_after: Option<(BTreeMap<Pid, (u64, u32)>, BTreeMap<Pid, (u64, u32)>)>,
+    ) {
+        let index = log_id.index;
+        let now = elapsed_ns();
+        let kept = cmds
+            .iter()
+            .zip(results)
+            .filter(|(c, _)| is_kept(c))
+            .map(|(c, r)| AppliedCmd {
+                cmd: c.clone(),
+                result: r.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            })
+            .collect();
+        for (c, r) in cmds.iter().zip(results) {
+            if let (Cmd::OpenSession { cid, .. }, Ok(Reply::Session { session_id, .. })) = (c, r) {
+                self.opened.insert((*cid, *session_id), now);
+            }
+        }
+        if let Some((before, after)) = before_after {
+            for (pid, &(g1, o1)) in &after {
+                let g0 = before.get(pid).map_or(0, |v| v.0);
+                if g1 != g0 {
+                    self.env.entry(*pid).or_default().push(EnvChange {
+                        index,
+                        generation_before: g0,
+                        generation_after: g1,
+                        owner_after: o1,
+                    });
+                }
+            }
+        }
+        self.at_ns.insert(index, now);
+        self.entries.insert(
+            index,
+            AppliedEntry {
+                index,
+                term: log_id.leader_id.term,
+                leader: log_id.leader_id.node_id,
+                cmds: kept,
+            },
+        );
+    }
+}
 
 /// What the state machine holds; shared with the simulator's readers.
 #[derive(Debug)]
@@ -29,6 +187,8 @@ pub struct SmData {
     pub state: State,
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
+    /// For the copy runner of this node, while it leads.
+    pub touched: Touched,
 }
 
 pub type SmHandle = Arc<Mutex<SmData>>;
@@ -49,6 +209,7 @@ fn decode_body(bytes: &[u8]) -> Result<(SnapshotMeta, State), String> {
 pub struct SmStore {
     data: SmHandle,
     disk: SharedDisk,
+    applied: SharedApplied,
     epoch: u64,
     snapshot_seq: u64,
 }
@@ -57,7 +218,7 @@ impl SmStore {
     /// Opens the state machine of a new incarnation: from the disk's
     /// snapshot if there is one. A snapshot that does not decode is an error
     /// (the node must not start empty instead).
-    pub fn open(disk: SharedDisk) -> Result<SmStore, String> {
+    pub fn open(disk: SharedDisk, applied: SharedApplied) -> Result<SmStore, String> {
         let (epoch, snap) = {
             let d = lock(&disk);
             (d.epoch(), d.snapshot().map(|(_, b)| b.clone()))
@@ -67,6 +228,7 @@ impl SmStore {
                 state: State::new(),
                 last_applied: None,
                 last_membership: StoredMembership::default(),
+                touched: Touched::default(),
             },
             Some(bytes) => {
                 let (meta, state) = decode_body(&bytes)?;
@@ -74,12 +236,14 @@ impl SmStore {
                     state,
                     last_applied: meta.last_log_id,
                     last_membership: meta.last_membership,
+                    touched: Touched::default(),
                 }
             }
         };
         Ok(SmStore {
             data: Arc::new(Mutex::new(data)),
             disk,
+            applied,
             epoch,
             snapshot_seq: 0,
         })
@@ -117,19 +281,40 @@ impl RaftStateMachine<SimTypes> for SmStore {
         let mut d = lock(&self.data);
         for entry in entries {
             let log_id = entry.log_id;
+            let first = !lock(&self.applied).entries.contains_key(&log_id.index);
             let response = match entry.payload {
-                EntryPayload::Blank => Response::default(),
+                EntryPayload::Blank => {
+                    if first {
+                        lock(&self.applied).record(log_id, &[], &[], None);
+                    }
+                    Response::default()
+                }
                 EntryPayload::Normal(req) => {
                     let meta = EntryMeta {
                         index: log_id.index,
                         term: log_id.leader_id.term,
                         leader_time_ms: req.leader_time_ms,
                     };
-                    Response {
-                        results: d.state.apply_batch(meta, &req.cmds),
+                    let env = first && req.cmds.iter().any(is_env);
+                    let before = env.then(|| extent_values(&d.state));
+                    let results = d.state.apply_batch(meta, &req.cmds);
+                    if d.touched.listening {
+                        for (cmd, r) in req.cmds.iter().zip(&results) {
+                            if r.is_ok() {
+                                d.touched.add(Touch::of(cmd));
+                            }
+                        }
                     }
+                    if first {
+                        let changes = before.map(|b| (b, extent_values(&d.state)));
+                        lock(&self.applied).record(log_id, &req.cmds, &results, changes);
+                    }
+                    Response { results }
                 }
                 EntryPayload::Membership(m) => {
+                    if first {
+                        lock(&self.applied).record(log_id, &[], &[], None);
+                    }
                     d.last_membership = StoredMembership::new(Some(log_id), m);
                     Response::default()
                 }
@@ -201,6 +386,7 @@ impl RaftStateMachine<SimTypes> for SmStore {
         d.state = state;
         d.last_applied = meta.last_log_id;
         d.last_membership = meta.last_membership.clone();
+        d.touched.add(Touch::All);
         Ok(())
     }
 

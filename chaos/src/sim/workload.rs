@@ -20,6 +20,10 @@ use crate::history::{Op, Type};
 
 /// Chunks registered at setup; all get a session, so all may own leases.
 pub const CHUNKS: u32 = 6;
+/// The sessions' lease: the node's `effective_lease_ms` once `lease_7s` is
+/// active (the setup activates it, with `copy_commands`, as the upgrade
+/// gate of a cluster of current members and chunks would).
+pub const LEASE_MS: u64 = cairn_node::upgrade::SHORT_LEASE_MS;
 /// Extents of the workload's volume.
 pub const EXTENTS: u64 = 24;
 /// The extents the clients write (the rest are only read at the end).
@@ -36,33 +40,51 @@ pub struct Volume {
     pub extents: u64,
 }
 
-/// Registers the chunks with sessions, then creates the volume (a history
-/// operation). Retries until done or `deadline`; Err names what failed.
+/// Activates the current capabilities, registers the chunks with sessions,
+/// then creates the volume (a history operation). Retries until done or
+/// `deadline`; Err names what failed. Returns the volume and each chunk's
+/// session (cid, session id).
 pub async fn setup(
     world: &Arc<World>,
     client: &mut Client,
     deadline: SimInstant,
-) -> Result<Volume, String> {
-    let mut cmds: Vec<Cmd> = (0..CHUNKS)
-        .map(|i| Cmd::RegisterChunk {
-            hostname: format!("host{}", i + 1),
-            data_addr: String::new(),
-            brick: None,
-            version: "1".into(),
-            capabilities: vec![],
-        })
+) -> Result<(Volume, Vec<(u32, u64)>), String> {
+    let mut cmds: Vec<Cmd> = [cairn_capability::LEASE_7S, cairn_capability::COPY_COMMANDS]
+        .into_iter()
+        .map(|name| Cmd::ActivateFeature { name: name.into() })
         .collect();
-    cmds.extend((1..=CHUNKS).map(|cid| Cmd::OpenSession {
-        cid,
-        lease_ms: 120_000,
+    cmds.extend((0..CHUNKS).map(|i| Cmd::RegisterChunk {
+        hostname: format!("host{}", i + 1),
+        data_addr: String::new(),
+        brick: None,
+        version: "1".into(),
+        capabilities: vec![],
     }));
-    loop {
+    // As each chunk's registration would: its space, then its session.
+    for cid in 1..=CHUNKS {
+        cmds.push(Cmd::ReportSpace {
+            cid,
+            space: super::chunk::space(),
+        });
+        cmds.push(Cmd::OpenSession {
+            cid,
+            lease_ms: LEASE_MS,
+        });
+    }
+    let sessions = loop {
         match client.write(cmds.clone(), deadline).await {
             WriteOutcome::Applied(results) => {
                 if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
                     return Err(format!("setup rejected: {e}"));
                 }
-                break;
+                let opened: Vec<u64> = results
+                    .iter()
+                    .filter_map(|r| match r {
+                        Ok(Reply::Session { session_id, .. }) => Some(*session_id),
+                        _ => None,
+                    })
+                    .collect();
+                break (1..=CHUNKS).zip(opened).collect::<Vec<(u32, u64)>>();
             }
             // Registering twice would make cids 7..: the setup runs before
             // any fault, so an unknown outcome here is itself a failure.
@@ -72,7 +94,7 @@ pub async fn setup(
             }
             WriteOutcome::NotApplied(_) => {}
         }
-    }
+    };
     let name = "vol-sim".to_string();
     let locs: Vec<Vec<u32>> = (0..EXTENTS as u32)
         .map(|i| (0..3).map(|k| (i + k) % CHUNKS + 1).collect())
@@ -107,10 +129,13 @@ pub async fn setup(
                     op(Some(*volume_id), Some(*first_pid)),
                     None,
                 );
-                Ok(Volume {
-                    first_pid: *first_pid,
-                    extents: *extents,
-                })
+                Ok((
+                    Volume {
+                        first_pid: *first_pid,
+                        extents: *extents,
+                    },
+                    sessions,
+                ))
             }
             other => {
                 let e = format!("{other:?}");
@@ -162,7 +187,7 @@ pub async fn client_loop(
     let hot = HOT_KEYS.min(volume.extents);
     while budget.take() {
         // Paced so that the nemesis's faults spread over the whole run.
-        let think = client.rng().range(0, 400);
+        let think = client.rng().range(0, 1000);
         sleep(Duration::from_millis(think)).await;
         let pid = volume.first_pid + client.rng().below(hot);
         let deadline = SimInstant::now() + OP_TIMEOUT;

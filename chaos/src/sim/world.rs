@@ -23,9 +23,12 @@ use std::time::Duration;
 
 use openraft::{BasicNode, Config};
 
+use cairn_node::copy_exec::FleetDisks;
+
+use super::leader::{self, Node, NodeSvc};
 use super::network::SimNetwork;
 use super::runtime::{elapsed_ns, lock, sleep, spawn, Signal};
-use super::sm::{SmHandle, SmStore};
+use super::sm::{SharedApplied, SmHandle, SmStore};
 use super::store::{Disk, DiskModel, LogStore, SharedDisk};
 use super::types::SimRaft;
 use crate::history::{Event, Observation, Op, Type};
@@ -37,6 +40,31 @@ pub struct Incarnation {
     pub number: u64,
     pub raft: SimRaft,
     pub sm: SmHandle,
+    /// The leader-only services of this incarnation (session tracker,
+    /// copy runner), empty while it does not lead.
+    pub svc: Arc<NodeSvc>,
+}
+
+/// One simulated chunk, as the nemesis and the checks see it.
+#[derive(Default)]
+pub struct ChunkCtl {
+    pub stopped: bool,
+    /// Notified when the chunk is stopped or started.
+    pub changed: Signal,
+    /// Every stop: (from, until) in virtual ns; until None while stopped.
+    pub stops: Vec<(u64, Option<u64>)>,
+    /// Every time a partition left it unable to reach a majority of the
+    /// members: (from, until) in virtual ns; until None while it lasts.
+    pub cuts: Vec<(u64, Option<u64>)>,
+    /// Per session, when the chunk last got an acknowledgement (its
+    /// registration or a keepalive), virtual ns.
+    pub last_ack: BTreeMap<u64, u64>,
+    /// Keepalives acknowledged to it.
+    pub keepalives: u64,
+    /// Sessions it opened itself (registrations).
+    pub registrations: u64,
+    /// Times it was told its session is over.
+    pub lost: u64,
 }
 
 pub struct Slot {
@@ -72,6 +100,17 @@ pub struct World {
     pub violations: Mutex<Vec<String>>,
     /// Notified on every acknowledged CAS: the nemesis can strike right after one.
     pub acks: Signal,
+    /// The committed log as first applied (see [`super::sm::AppliedLog`]).
+    pub applied: SharedApplied,
+    /// The simulated chunks, by cid.
+    pub chunks: Mutex<BTreeMap<u32, ChunkCtl>>,
+    /// The chunks' disks: copy times, chunk-side slots, copies started twice.
+    pub disks: FleetDisks,
+}
+
+/// A chunk's address on the simulated network (partitions name it).
+pub fn chunk_addr(cid: u32) -> u64 {
+    1_000 + u64::from(cid)
 }
 
 /// Virtual wall clock the leader stamps entries with: a fixed epoch plus
@@ -120,6 +159,9 @@ impl World {
             observations: Mutex::default(),
             violations: Mutex::default(),
             acks: Signal::default(),
+            applied: SharedApplied::default(),
+            chunks: Mutex::default(),
+            disks: FleetDisks::new(super::chunk::CHUNK_SLOTS),
         })
     }
 
@@ -201,7 +243,8 @@ impl World {
         };
         self.trace(format_args!("start n{id} incarnation {number}"));
         let log = LogStore::open(disk.clone());
-        let sm = SmStore::open(disk).map_err(|e| format!("n{id}: snapshot unreadable: {e}"))?;
+        let sm = SmStore::open(disk, self.applied.clone())
+            .map_err(|e| format!("n{id}: snapshot unreadable: {e}"))?;
         let sm_handle = sm.handle();
         let net = SimNetwork::new(self.clone(), id, number);
         let raft = SimRaft::new(id, self.config.clone(), net, log, sm)
@@ -211,7 +254,9 @@ impl World {
             number,
             raft: raft.clone(),
             sm: sm_handle,
+            svc: Arc::new(NodeSvc::default()),
         };
+        let node = Node::new(self.clone(), id, &inc);
         {
             let mut slots = lock(&self.slots);
             if let Some(slot) = slots.get_mut(&id) {
@@ -219,6 +264,10 @@ impl World {
             }
         }
         self.spawn_monitor(id, number, &raft);
+        // The leader-only runners, as the node starts them (they idle
+        // until this incarnation leads, and end with it).
+        drop(spawn(leader::run_sessions(node.clone())));
+        drop(spawn(leader::run_copies(node)));
         Ok(())
     }
 
@@ -293,23 +342,65 @@ impl World {
         }
     }
 
-    /// Blocks both directions between every node of `a` and every node of `b`.
+    /// Blocks both directions between every node of `a` and every node of
+    /// `b` (members, or chunks by [`chunk_addr`]).
     pub fn partition(&self, a: &[u64], b: &[u64]) {
         self.trace(format_args!("partition {a:?} | {b:?}"));
-        let mut net = lock(&self.net);
-        for &x in a {
-            for &y in b {
-                if x != y {
-                    net.blocked.insert((x, y));
-                    net.blocked.insert((y, x));
+        {
+            let mut net = lock(&self.net);
+            for &x in a {
+                for &y in b {
+                    if x != y {
+                        net.blocked.insert((x, y));
+                        net.blocked.insert((y, x));
+                    }
                 }
             }
         }
+        self.note_chunk_cuts();
     }
 
     pub fn heal_network(&self) {
         self.trace(format_args!("heal network"));
         lock(&self.net).blocked.clear();
+        self.note_chunk_cuts();
+    }
+
+    /// Opens or closes each chunk's cut interval: cut while it cannot reach
+    /// a majority of the members.
+    fn note_chunk_cuts(&self) {
+        let now = elapsed_ns();
+        let majority = self.ids.len() / 2 + 1;
+        let reach: Vec<(u32, usize)> = {
+            let net = lock(&self.net);
+            let chunks = lock(&self.chunks);
+            chunks
+                .keys()
+                .map(|&cid| {
+                    let a = chunk_addr(cid);
+                    let n = self
+                        .ids
+                        .iter()
+                        .filter(|&&id| !net.blocked.contains(&(a, id)))
+                        .count();
+                    (cid, n)
+                })
+                .collect()
+        };
+        let mut chunks = lock(&self.chunks);
+        for (cid, n) in reach {
+            let Some(c) = chunks.get_mut(&cid) else {
+                continue;
+            };
+            let open = c.cuts.last().is_some_and(|(_, until)| until.is_none());
+            if n < majority && !open {
+                c.cuts.push((now, None));
+            } else if n >= majority && open {
+                if let Some(last) = c.cuts.last_mut() {
+                    last.1 = Some(now);
+                }
+            }
+        }
     }
 
     /// A message id and a one-way latency, from the network's own stream.
@@ -353,6 +444,39 @@ impl World {
             }
         }
         best.map(|(_, id, inc)| (id, inc))
+    }
+
+    pub fn chunk_stopped(&self, cid: u32) -> bool {
+        lock(&self.chunks).get(&cid).is_some_and(|c| c.stopped)
+    }
+
+    /// The signal a chunk's task waits on, with its version now.
+    pub fn chunk_signal(&self, cid: u32) -> (Signal, u64) {
+        let mut chunks = lock(&self.chunks);
+        let c = chunks.entry(cid).or_default();
+        (c.changed.clone(), c.changed.version())
+    }
+
+    /// Stops (true) or starts (false) chunk `cid`: a stopped chunk is
+    /// silent and loses its copies; started, it registers again.
+    pub fn set_chunk_stopped(&self, cid: u32, stopped: bool) {
+        self.trace(format_args!("chunk c{cid} stopped {stopped}"));
+        let now = elapsed_ns();
+        let signal = {
+            let mut chunks = lock(&self.chunks);
+            let c = chunks.entry(cid).or_default();
+            if c.stopped == stopped {
+                return;
+            }
+            c.stopped = stopped;
+            if stopped {
+                c.stops.push((now, None));
+            } else if let Some(last) = c.stops.last_mut() {
+                last.1 = Some(now);
+            }
+            c.changed.clone()
+        };
+        signal.notify();
     }
 
     pub fn members(&self) -> BTreeMap<u64, BasicNode> {

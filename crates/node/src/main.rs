@@ -311,6 +311,7 @@ fn debug(cmd: DebugCmd) -> Result<()> {
                 };
                 let line = serde_json::json!({
                     "index": e.log_id.index, "term": e.log_id.leader_id.term,
+                    "leader": e.log_id.leader_id.node_id,
                     "payload": payload, "leader_time_ms": leader_time_ms, "cmds": cmds,
                 });
                 writeln!(out, "{line}")?;

@@ -30,7 +30,7 @@ pub struct Network {
     /// Sent with every RPC: a member of another cluster refuses it.
     cluster_id: u64,
     /// Peers reached at another address than their membership one (a
-    /// fault-injecting proxy in front of them: `cairn server --route`).
+    /// fault-injecting proxy in front of them: `cairn server --routes`).
     routes: Arc<BTreeMap<NodeId, String>>,
 }
 

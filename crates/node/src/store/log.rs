@@ -670,8 +670,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::io::Cursor;
+    use std::path::PathBuf;
     use std::sync::Mutex;
 
     use cairn_state::Cmd;
@@ -752,6 +753,48 @@ mod tests {
         let state = store.get_log_state().await?;
         assert_eq!(state.last_purged_log_id, None);
         assert_eq!(state.last_log_id, Some(log_id(2, 50)));
+        Ok(())
+    }
+
+    /// Every file of a directory tree with its bytes, to prove nothing changed.
+    fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(tree(&p));
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn dump_reads_a_stopped_store_without_changing_a_byte() -> Result<(), StorageError> {
+        let dir = TempDir::new().unwrap();
+        let written = entries(3, 1..=20);
+        {
+            let mut store = open(&dir);
+            store.blocking_append(written.clone()).await?;
+            store.save_committed(Some(log_id(3, 17))).await?;
+        }
+        let before = tree(dir.path());
+        let dump = match LogStore::dump(dir.path()) {
+            Ok(d) => d,
+            Err(e) => panic!("dump: {e}"),
+        };
+        assert_eq!(dump.committed, Some(log_id(3, 17)));
+        assert_eq!(dump.last_purged, None);
+        assert_eq!(dump.entries, written);
+        assert_eq!(tree(dir.path()), before, "a dump must leave the data dir as it was");
+        // Not a store: a typed error naming the directory.
+        let empty = TempDir::new().unwrap();
+        std::fs::write(empty.path().join("junk"), b"x").unwrap();
+        match LogStore::dump(empty.path()) {
+            Ok(_) => panic!("dumped a directory that holds no store"),
+            Err(e) => assert!(e.to_string().contains(&empty.path().display().to_string()), "{e}"),
+        }
         Ok(())
     }
 
