@@ -291,7 +291,8 @@ impl Members {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // Those that stopped as asked did not crash: reap them quietly.
-        self.children.retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
+        self.children
+            .retain(|_, c| !matches!(c.try_wait(), Ok(Some(_))));
         self.stop_all();
     }
 }

@@ -131,13 +131,16 @@ fn extent_values(state: &State) -> BTreeMap<Pid, (u64, u32)> {
         .collect()
 }
 
+/// Every extent's (generation, lease owner).
+type ExtentValues = BTreeMap<Pid, (u64, u32)>;
+
 impl AppliedLog {
     fn record(
         &mut self,
         log_id: LogId,
         cmds: &[Cmd],
         results: &[Result<Reply, CmdError>],
-        before_after: Option<(BTreeMap<Pid, (u64, u32)>, BTreeMap<Pid, (u64, u32)>)>,
+        before_after: Option<(ExtentValues, ExtentValues)>,
     ) {
         let index = log_id.index;
         let now = elapsed_ns();

@@ -787,13 +787,20 @@ mod tests {
         assert_eq!(dump.committed, Some(log_id(3, 17)));
         assert_eq!(dump.last_purged, None);
         assert_eq!(dump.entries, written);
-        assert_eq!(tree(dir.path()), before, "a dump must leave the data dir as it was");
+        assert_eq!(
+            tree(dir.path()),
+            before,
+            "a dump must leave the data dir as it was"
+        );
         // Not a store: a typed error naming the directory.
         let empty = TempDir::new().unwrap();
         std::fs::write(empty.path().join("junk"), b"x").unwrap();
         match LogStore::dump(empty.path()) {
             Ok(_) => panic!("dumped a directory that holds no store"),
-            Err(e) => assert!(e.to_string().contains(&empty.path().display().to_string()), "{e}"),
+            Err(e) => assert!(
+                e.to_string().contains(&empty.path().display().to_string()),
+                "{e}"
+            ),
         }
         Ok(())
     }
