@@ -293,35 +293,52 @@ pub async fn final_reads(
     per_key: Duration,
 ) {
     for pid in volume.first_pid..volume.first_pid + volume.extents {
-        world.record(
-            FINAL_PROCESS,
-            Type::Invoke,
-            Op::Read { pid, value: None },
-            None,
-        );
         let deadline = SimInstant::now() + per_key;
-        match client.read(pid, deadline, false).await {
-            ReadOutcome::Value(Some(v)) => world.record(
+        // A read refused while leadership settles says nothing: ask again
+        // (each attempt is its own operation in the history) until one
+        // answers or the key's time is up.
+        loop {
+            world.record(
                 FINAL_PROCESS,
-                Type::Ok,
-                Op::Read {
-                    pid,
-                    value: Some(v),
-                },
+                Type::Invoke,
+                Op::Read { pid, value: None },
                 None,
-            ),
-            ReadOutcome::Value(None) => world.record(
-                FINAL_PROCESS,
-                Type::Fail,
-                Op::Read { pid, value: None },
-                Some("no such extent".into()),
-            ),
-            ReadOutcome::Failed(why) => world.record(
-                FINAL_PROCESS,
-                Type::Fail,
-                Op::Read { pid, value: None },
-                Some(why),
-            ),
+            );
+            match client.read(pid, deadline, false).await {
+                ReadOutcome::Value(Some(v)) => {
+                    world.record(
+                        FINAL_PROCESS,
+                        Type::Ok,
+                        Op::Read {
+                            pid,
+                            value: Some(v),
+                        },
+                        None,
+                    );
+                    break;
+                }
+                ReadOutcome::Value(None) => {
+                    world.record(
+                        FINAL_PROCESS,
+                        Type::Fail,
+                        Op::Read { pid, value: None },
+                        Some("no such extent".into()),
+                    );
+                    break;
+                }
+                ReadOutcome::Failed(why) => {
+                    world.record(
+                        FINAL_PROCESS,
+                        Type::Fail,
+                        Op::Read { pid, value: None },
+                        Some(why),
+                    );
+                    if SimInstant::now() >= deadline {
+                        break;
+                    }
+                    sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 }
