@@ -164,40 +164,48 @@ fn a_campaign_against_stale_reads_fails() {
         eprintln!("SKIPPED: needs the chaos-bugs feature (`.ci/run` passes --features cairn-chaos/chaos-bugs)");
         return;
     }
+    // Real processes interleave differently on every run, so catching the
+    // bug is likely per campaign, not certain: up to three seeds, and the
+    // test fails if none of them catches it.
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("run");
-    let o = chaos(&[
-        "run",
-        "--nodes",
-        "3",
-        "--nemesis",
-        "partition",
-        "--duration",
-        "30s",
-        "--seed",
-        "4",
-        "--bug",
-        "stale-read",
-        "--out",
-        out.to_str().expect("utf-8 path"),
-    ]);
-    let log = std::fs::read_to_string(out.join("logs/n1.log")).unwrap_or_default();
-    assert!(
-        log.contains("CHAOS BUG ACTIVE: stale-read"),
-        "the members did not run with the bug (is `cairn` built with the chaos-bugs feature, as `cargo test --workspace` does?)\n{}",
-        text(&o)
+    let mut tried = vec![];
+    for seed in ["4", "5", "6"] {
+        let out = dir.path().join(format!("run-{seed}"));
+        let o = chaos(&[
+            "run",
+            "--nodes",
+            "3",
+            "--nemesis",
+            "partition",
+            "--duration",
+            "30s",
+            "--seed",
+            seed,
+            "--bug",
+            "stale-read",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ]);
+        let log = std::fs::read_to_string(out.join("logs/n1.log")).unwrap_or_default();
+        assert!(
+            log.contains("CHAOS BUG ACTIVE: stale-read"),
+            "the members did not run with the bug (is `cairn` built with the chaos-bugs feature, as `.ci/run` does?)\n{}",
+            text(&o)
+        );
+        if o.status.code() == Some(1) {
+            let v = verdict(&out);
+            assert_eq!(v["valid"], false, "{v}");
+            assert_eq!(check_status(&v, "linearizable"), "fail", "{v}");
+            let out_text = String::from_utf8_lossy(&o.stdout);
+            assert!(out_text.contains("stale read"), "{}", text(&o));
+            return;
+        }
+        tried.push(format!("seed {seed}: {}", text(&o)));
+    }
+    panic!(
+        "the bug went unnoticed by three campaigns:\n{}",
+        tried.join("\n")
     );
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "the bug went unnoticed:\n{}",
-        text(&o)
-    );
-    let v = verdict(&out);
-    assert_eq!(v["valid"], false);
-    assert_eq!(check_status(&v, "linearizable"), "fail", "{v}");
-    let out_text = String::from_utf8_lossy(&o.stdout);
-    assert!(out_text.contains("stale read"), "{}", text(&o));
 }
 
 /// The deterministic simulator: a hundred seeds pass (3 members), and fifty

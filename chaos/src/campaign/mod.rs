@@ -197,6 +197,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
     campaign.faulty_cids = faulty.clone();
     history::write_json(&cfg.out.join(history::CAMPAIGN), &campaign)?;
 
+    // Every member has applied the registrations before the workload's
+    // volume is placed (a member with a deliberate stale-read bug would
+    // otherwise place it on a state without chunks).
+    all_see_chunks(&admin, &endpoints[..initial.len()], u64::from(cfg.chunks)).await?;
     let keys = workload_volume(&admin, cfg.keys).await?;
     let world = Arc::new(Mutex::new(World {
         members,
@@ -370,6 +374,30 @@ async fn wait_ready(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!("the cluster at {endpoints:?} elected no leader within {within:?}: {last}")
+}
+
+/// Waits (up to 30 s) until every member's own state holds `chunks` chunks.
+async fn all_see_chunks(admin: &MetaClient, members: &[String], chunks: u64) -> Result<()> {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut behind = vec![];
+        for addr in members {
+            match admin.status_of(addr, true).await {
+                Ok(s) if s.chunks >= chunks => {}
+                Ok(s) => behind.push(format!("{addr} has {} chunks", s.chunks)),
+                Err(e) => behind.push(e.to_string()),
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            bail!(
+                "the members did not all apply the chunks' registrations within 30 s: {behind:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Creates the workload's volume; returns its extents' pids.
