@@ -1,8 +1,9 @@
 //! The leader's session tracker and copy runner, as the real node runs them
 //! (`cairn_node::sessions` and `cairn_node::copies`), on the simulator's
 //! tasks and virtual clock, around the same pure code: `cairn_sched`'s
-//! `SessionTracker` and `Scheduler`, `cairn_node::copies::{executor,
-//! sched_cmd}`, `cairn_node::upgrade::effective_lease_ms`.
+//! `SessionTracker` and `Scheduler`, `cairn_node::copies::{plan_round,
+//! Batch, executor, sched_cmd}` (a round's decisions are the node's own
+//! function), `cairn_node::upgrade::effective_lease_ms`.
 //!
 //! Differences from the node, all for determinism or because the sim has
 //! no such thing:
@@ -19,21 +20,17 @@
 //! - "now" is virtual: the tracker's monotonic ms are the run's elapsed
 //!   virtual time, the scheduler's wall ms are `leader_time_ms()`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_node::copies::{executor, sched_cmd};
+use cairn_node::copies::{executor, kind_pb, plan_round, sched_cmd, Batch, What};
 use cairn_node::types::pb;
 use cairn_node::upgrade::effective_lease_ms;
-use cairn_sched::{
-    keepalive_interval_ms, Kind, Mode, SchedCmd, SchedConfig, Scheduler, SessionTracker,
-    TrackerConfig,
-};
+use cairn_sched::{keepalive_interval_ms, SchedConfig, Scheduler, SessionTracker, TrackerConfig};
 use cairn_state::{
-    ChunkSpaceInfo, Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, IssueCopy, Pid,
-    Reply, RunningCopy, State, EXTENT_SIZE_BYTES,
+    ChunkSpaceInfo, Cid, Cmd, CmdError, FinishCopy, Reply, State, EXTENT_SIZE_BYTES,
 };
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
@@ -488,13 +485,6 @@ pub async fn register(
 
 // ---- the copy runner (crates/node/src/copies.rs) ---------------------------
 
-fn kind_pb(k: CopyKind) -> pb::CopyKind {
-    match k {
-        CopyKind::Recover => pb::CopyKind::Recover,
-        CopyKind::Migrate => pb::CopyKind::Migrate,
-    }
-}
-
 /// `CopyBoard::exchange`.
 fn exchange(
     svc: &NodeSvc,
@@ -660,87 +650,19 @@ async fn lead_copies(node: &Node, term: u64) {
     }
 }
 
-/// Why a copy is dropped without a result.
-enum Ending {
-    Failed(String),
-    TimedOut,
-    LostSession(Cid),
-}
-
-/// `copies.rs` round(): what to propose this round.
+/// `copies.rs` round(): what to propose this round (the node's own
+/// `plan_round` on the sim's state, results and clock).
 fn round(node: &Node, term: u64) -> Option<Batch> {
     let mut d = lock(&node.sm);
     let touched = d.touched.take();
-    let state = &d.state;
     let results = std::mem::take(&mut lock(&node.svc.board).results);
     let now = leader_time_ms();
     let mut sched = lock(&node.svc.sched);
     let l = sched.as_mut()?;
-    let s = &mut l.scheduler;
-    if touched.all {
-        s.mark_all_dirty();
-        if let Ok(cfg) = SchedConfig::from_cluster(state.config()) {
-            let cfg = SchedConfig {
-                slot_policy: s.config().slot_policy,
-                ..cfg
-            };
-            if &cfg != s.config() {
-                let _ = s.set_config(cfg);
-            }
-        }
-    } else {
-        for pid in &touched.pids {
-            s.mark_dirty(*pid);
-        }
-    }
-    if touched.unpark {
-        s.touch(cairn_sched::Touch::Unpark);
-    }
-    let by_pid: BTreeMap<Pid, &RunningCopy> = state.copies().map(|c| (c.pid, c)).collect();
-    let (finished, failed) = reconcile(s, state, &by_pid, now);
+    let (batch, finished, failed) =
+        plan_round(&mut l.scheduler, &d.state, touched, results, now, term);
     l.finished += finished;
     l.failed += failed;
-    let s = &mut l.scheduler;
-    let mut batch = Batch::default();
-    let mut ending: BTreeSet<CopyId> = BTreeSet::new();
-    for (cid, r) in results {
-        let Some(c) = state.copy(r.command_id) else {
-            continue;
-        };
-        if executor(c) != cid || r.term != c.term || !ending.insert(c.copy_id) {
-            continue;
-        }
-        if r.ok {
-            batch.finish(c, state.extent(c.pid).map(|e| e.extent));
-        } else {
-            batch.drop(c, Ending::Failed(r.error));
-        }
-    }
-    for c in state.copies() {
-        if ending.contains(&c.copy_id) {
-            continue;
-        }
-        let gone = [c.src, c.dst, executor(c)]
-            .into_iter()
-            .find(|&cid| !state.has_session(cid));
-        if let Some(cid) = gone {
-            ending.insert(c.copy_id);
-            batch.drop(c, Ending::LostSession(cid));
-        }
-    }
-    let mut rounds = [s.plan_recover(state, now), s.plan_migrate(state, now)];
-    for round in &mut rounds {
-        for cmd in &round.timed_out {
-            if let Some(c) = by_pid.get(&cmd.pid) {
-                if same_copy(cmd, c) && ending.insert(c.copy_id) {
-                    batch.drop(c, Ending::TimedOut);
-                }
-            }
-        }
-        for cmd in &round.issued {
-            batch.issue(term, cmd);
-        }
-    }
     Some(batch)
 }
 
@@ -765,7 +687,7 @@ async fn propose_batch(node: &Node, term: u64, batch: Batch) {
                 (What::Issue(sc), _) => {
                     let _ = l.scheduler.fail(sc.pid, sc.id);
                 }
-                (What::Finish(..) | What::End, Ok(_)) => {}
+                (What::Finish(..) | What::End(_), Ok(_)) => {}
                 (What::Finish(..), Err(CmdError::GenerationMismatch { .. })) => {}
                 (_, Err(CmdError::CopyNotFound(_))) => {}
                 (What::Finish(id, t), Err(_)) => {
@@ -775,7 +697,7 @@ async fn propose_batch(node: &Node, term: u64, batch: Batch) {
                         update: None,
                     }));
                 }
-                (What::End, Err(_)) => {}
+                (What::End(_), Err(_)) => {}
             }
         }
     }
@@ -783,119 +705,4 @@ async fn propose_batch(node: &Node, term: u64, batch: Batch) {
         let _ = node.propose(give_up).await;
     }
     let _ = term;
-}
-
-fn same_copy(r: &SchedCmd, c: &RunningCopy) -> bool {
-    r.pid == c.pid && r.src == c.src && r.dst == c.dst && r.replace.unwrap_or(0) == c.replace
-}
-
-fn took_result(cmd: &SchedCmd, ext: Option<&Extent>) -> bool {
-    ext.is_some_and(|e| e.loc.is_alive(cmd.dst) && cmd.replace.is_none_or(|r| !e.loc.contains(r)))
-}
-
-/// `copies.rs` reconcile().
-fn reconcile(
-    s: &mut Scheduler,
-    state: &State,
-    by_pid: &BTreeMap<Pid, &RunningCopy>,
-    now: u64,
-) -> (u64, u64) {
-    let over: Vec<SchedCmd> = s
-        .running()
-        .filter(|r| !by_pid.get(&r.cmd.pid).is_some_and(|c| same_copy(&r.cmd, c)))
-        .map(|r| r.cmd)
-        .collect();
-    let (mut finished, mut failed) = (0, 0);
-    for cmd in over {
-        if took_result(&cmd, state.extent(cmd.pid).map(|e| e.extent)) {
-            finished += 1;
-            let _ = s.complete(cmd.pid, cmd.id, now);
-        } else {
-            failed += 1;
-            let _ = s.fail(cmd.pid, cmd.id);
-        }
-    }
-    let unknown: Vec<&RunningCopy> = state
-        .copies()
-        .filter(|c| !s.running_of(c.pid).is_some_and(|r| same_copy(&r.cmd, c)))
-        .collect();
-    for c in unknown {
-        let generation = state.extent(c.pid).map_or(0, |e| e.extent.generation);
-        s.adopt(sched_cmd(c, generation), c.issued_ms);
-    }
-    (finished, failed)
-}
-
-enum What {
-    Issue(SchedCmd),
-    Finish(CopyId, u64),
-    End,
-}
-
-/// `copies.rs` Batch.
-#[derive(Default)]
-struct Batch {
-    cmds: Vec<Cmd>,
-    what: Vec<What>,
-    issued: Vec<SchedCmd>,
-}
-
-impl Batch {
-    fn push(&mut self, cmd: Cmd, what: What) {
-        self.cmds.push(cmd);
-        self.what.push(what);
-    }
-
-    fn finish(&mut self, c: &RunningCopy, ext: Option<&Extent>) {
-        let update = ext.map(|e| sched_cmd(c, e.generation).completion(e));
-        match update {
-            Some(Ok(u)) => self.push(
-                Cmd::FinishCopy(FinishCopy {
-                    term: c.term,
-                    copy_id: c.copy_id,
-                    update: Some(u),
-                }),
-                What::Finish(c.copy_id, c.term),
-            ),
-            Some(Err(e)) => self.drop(c, Ending::Failed(format!("result no longer fits: {e}"))),
-            None => self.drop(c, Ending::Failed("the extent is gone".into())),
-        }
-    }
-
-    fn drop(&mut self, c: &RunningCopy, why: Ending) {
-        let _why = match why {
-            Ending::Failed(e) => format!("failed: {e}"),
-            Ending::TimedOut => "timed out".into(),
-            Ending::LostSession(cid) => format!("chunk {cid} lost its session"),
-        };
-        self.push(
-            Cmd::FinishCopy(FinishCopy {
-                term: c.term,
-                copy_id: c.copy_id,
-                update: None,
-            }),
-            What::End,
-        );
-    }
-
-    fn issue(&mut self, term: u64, cmd: &SchedCmd) {
-        self.issued.push(*cmd);
-        self.push(
-            Cmd::IssueCopy(IssueCopy {
-                term,
-                kind: match cmd.kind {
-                    Kind::Recover => CopyKind::Recover,
-                    Kind::Migrate => CopyKind::Migrate,
-                },
-                pid: cmd.pid,
-                generation: cmd.generation,
-                src: cmd.src,
-                dst: cmd.dst,
-                replace: cmd.replace.unwrap_or(0),
-                owner: cmd.owner,
-                manual: cmd.mode != Mode::Auto,
-            }),
-            What::Issue(*cmd),
-        );
-    }
 }

@@ -27,58 +27,9 @@ use crate::check::replay::{AppliedCmd, AppliedEntry};
 use cairn_node::types::{decode, encode};
 
 /// What applied commands changed, for the leader's copy runner: as
-/// `cairn_node::store::sm::Touched` (fed only while a runner listens).
-#[derive(Debug, Default)]
-pub struct Touched {
-    pub listening: bool,
-    pub all: bool,
-    pub unpark: bool,
-    pub pids: Vec<Pid>,
-}
-
-/// As the node's `TOUCHED_MAX`: past this many pids, a full scan.
-const TOUCHED_MAX: usize = 1 << 16;
-
-impl Touched {
-    fn add(&mut self, t: Touch) {
-        if !self.listening {
-            return;
-        }
-        match t {
-            Touch::Nothing => {}
-            Touch::Unpark => self.unpark = true,
-            Touch::All => self.set_all(),
-            Touch::Extent(pid) if !self.all => {
-                if self.pids.len() >= TOUCHED_MAX {
-                    self.set_all();
-                } else {
-                    self.pids.push(pid);
-                }
-            }
-            Touch::Extent(_) => {}
-        }
-    }
-
-    fn set_all(&mut self) {
-        self.all = true;
-        self.pids = Vec::new();
-    }
-
-    /// Everything touched since the last call; starts listening.
-    pub fn take(&mut self) -> Touched {
-        let was = std::mem::take(self);
-        self.listening = true;
-        Touched {
-            all: was.all || !was.listening,
-            ..was
-        }
-    }
-
-    /// Stops listening (the runner stepped down).
-    pub fn stop(&mut self) {
-        *self = Touched::default();
-    }
-}
+/// The copy runner's feed of what applied commands changed: the node's own
+/// (fed only while a runner listens).
+pub use cairn_node::store::sm::Touched;
 
 /// One change an environment command (a session opening, ending or
 /// expiring, a copy finishing) made to an extent: not a client's write.

@@ -34,7 +34,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::propose::{now_ms, Proposer};
 use crate::sessions::leads;
-use crate::store::sm::SmHandle;
+use crate::store::sm::{SmHandle, Touched};
 use crate::types::{pb, Raft};
 
 /// How often the runner plans when nothing wakes it earlier.
@@ -54,7 +54,7 @@ pub fn executor(c: &RunningCopy) -> Cid {
     }
 }
 
-fn kind_pb(k: CopyKind) -> pb::CopyKind {
+pub fn kind_pb(k: CopyKind) -> pb::CopyKind {
     match k {
         CopyKind::Recover => pb::CopyKind::Recover,
         CopyKind::Migrate => pb::CopyKind::Migrate,
@@ -419,86 +419,99 @@ impl Runner {
 
 /// One round under the state's read lock: returns what to propose.
 fn round(sm: &SmHandle, board: &CopyBoard, handle: &SchedHandle, term: u64) -> Option<Batch> {
-    {
-        let d = sm.read();
-        let state = &d.state;
-        let touched = d.touched.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let results = board.take_results();
-        let now = now_ms();
-        handle.with(|l| {
-            let s = &mut l.scheduler;
-            if touched.all {
-                s.mark_all_dirty();
-                if let Ok(cfg) = SchedConfig::from_cluster(state.config()) {
-                    let cfg = SchedConfig {
-                        slot_policy: s.config().slot_policy,
-                        ..cfg
-                    };
-                    if &cfg != s.config() {
-                        if let Err(e) = s.set_config(cfg) {
-                            tracing::warn!(error = %e, "scheduler settings not applied");
-                        }
-                    }
-                }
-            } else {
-                for pid in &touched.pids {
-                    s.mark_dirty(*pid);
-                }
-            }
-            if touched.unpark {
-                s.touch(cairn_sched::Touch::Unpark);
-            }
-            // The running copies by extent, once per round (State::copy_of scans).
-            let by_pid: HashMap<Pid, &RunningCopy> = state.copies().map(|c| (c.pid, c)).collect();
-            let (finished, failed) = reconcile(s, state, &by_pid, now);
-            l.finished += finished;
-            l.failed += failed;
-            let s = &mut l.scheduler;
-            let mut batch = Batch::default();
-            let mut ending: BTreeSet<CopyId> = BTreeSet::new();
-            // Reports of the chunks that ran copies.
-            for (cid, r) in results {
-                let Some(c) = state.copy(r.command_id) else {
-                    continue; // recorded already
-                };
-                if executor(c) != cid || r.term != c.term || !ending.insert(c.copy_id) {
-                    continue; // not its copy, or before it saw the adoption
-                }
-                if r.ok {
-                    batch.finish(c, state.extent(c.pid).map(|e| e.extent));
-                } else {
-                    batch.drop(c, Ending::Failed(r.error));
+    let d = sm.read();
+    let touched = d.touched.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let results = board.take_results();
+    let now = now_ms();
+    handle.with(|l| {
+        let (batch, finished, failed) =
+            plan_round(&mut l.scheduler, &d.state, touched, results, now, term);
+        l.finished += finished;
+        l.failed += failed;
+        batch
+    })
+}
+
+/// One round's decisions on the state as applied, pure (the simulator runs
+/// it too): settle the scheduler with what the state recorded, turn the
+/// chunks' reports into ends, drop copies whose chunks are gone, plan
+/// recover then migrate. Returns the batch to propose and the copies the
+/// state showed finished / failed since the last round.
+pub fn plan_round(
+    s: &mut Scheduler,
+    state: &State,
+    touched: Touched,
+    results: Vec<(Cid, pb::CommandResult)>,
+    now: u64,
+    term: u64,
+) -> (Batch, u64, u64) {
+    if touched.all {
+        s.mark_all_dirty();
+        if let Ok(cfg) = SchedConfig::from_cluster(state.config()) {
+            let cfg = SchedConfig {
+                slot_policy: s.config().slot_policy,
+                ..cfg
+            };
+            if &cfg != s.config() {
+                if let Err(e) = s.set_config(cfg) {
+                    tracing::warn!(error = %e, "scheduler settings not applied");
                 }
             }
-            // Copies whose chunks are gone: no report will come.
-            for c in state.copies() {
-                if ending.contains(&c.copy_id) {
-                    continue;
-                }
-                let gone = [c.src, c.dst, executor(c)]
-                    .into_iter()
-                    .find(|&cid| !state.has_session(cid));
-                if let Some(cid) = gone {
-                    ending.insert(c.copy_id);
-                    batch.drop(c, Ending::LostSession(cid));
-                }
-            }
-            let mut rounds = [s.plan_recover(state, now), s.plan_migrate(state, now)];
-            for round in &mut rounds {
-                for cmd in &round.timed_out {
-                    if let Some(c) = by_pid.get(&cmd.pid) {
-                        if same_copy(cmd, c) && ending.insert(c.copy_id) {
-                            batch.drop(c, Ending::TimedOut);
-                        }
-                    }
-                }
-                for cmd in &round.issued {
-                    batch.issue(term, cmd);
-                }
-            }
-            batch
-        })
+        }
+    } else {
+        for pid in &touched.pids {
+            s.mark_dirty(*pid);
+        }
     }
+    if touched.unpark {
+        s.touch(cairn_sched::Touch::Unpark);
+    }
+    // The running copies by extent, once per round (State::copy_of scans).
+    let by_pid: HashMap<Pid, &RunningCopy> = state.copies().map(|c| (c.pid, c)).collect();
+    let (finished, failed) = reconcile(s, state, &by_pid, now);
+    let mut batch = Batch::default();
+    let mut ending: BTreeSet<CopyId> = BTreeSet::new();
+    // Reports of the chunks that ran copies.
+    for (cid, r) in results {
+        let Some(c) = state.copy(r.command_id) else {
+            continue; // recorded already
+        };
+        if executor(c) != cid || r.term != c.term || !ending.insert(c.copy_id) {
+            continue; // not its copy, or before it saw the adoption
+        }
+        if r.ok {
+            batch.finish(c, state.extent(c.pid).map(|e| e.extent));
+        } else {
+            batch.drop(c, Ending::Failed(r.error));
+        }
+    }
+    // Copies whose chunks are gone: no report will come.
+    for c in state.copies() {
+        if ending.contains(&c.copy_id) {
+            continue;
+        }
+        let gone = [c.src, c.dst, executor(c)]
+            .into_iter()
+            .find(|&cid| !state.has_session(cid));
+        if let Some(cid) = gone {
+            ending.insert(c.copy_id);
+            batch.drop(c, Ending::LostSession(cid));
+        }
+    }
+    let mut rounds = [s.plan_recover(state, now), s.plan_migrate(state, now)];
+    for round in &mut rounds {
+        for cmd in &round.timed_out {
+            if let Some(c) = by_pid.get(&cmd.pid) {
+                if same_copy(cmd, c) && ending.insert(c.copy_id) {
+                    batch.drop(c, Ending::TimedOut);
+                }
+            }
+        }
+        for cmd in &round.issued {
+            batch.issue(term, cmd);
+        }
+    }
+    (batch, finished, failed)
 }
 
 impl Runner {
@@ -596,7 +609,7 @@ fn reconcile(
     (finished, failed)
 }
 
-enum What {
+pub enum What {
     Issue(SchedCmd),
     /// A reported success (copy id, its term).
     Finish(CopyId, u64),
@@ -607,10 +620,11 @@ enum What {
 /// ends, then per round (recover, then migrate) its timeouts before its
 /// new copies, so an extent timed out and re-issued frees its slot first.
 #[derive(Default)]
-struct Batch {
-    cmds: Vec<Cmd>,
-    what: Vec<What>,
-    issued: Vec<SchedCmd>,
+pub struct Batch {
+    pub cmds: Vec<Cmd>,
+    /// What each command of `cmds` is, in the same order.
+    pub what: Vec<What>,
+    pub issued: Vec<SchedCmd>,
 }
 
 impl Batch {

@@ -74,7 +74,8 @@ pub struct Touched {
 }
 
 impl Touched {
-    fn add(&mut self, t: Touch) {
+    /// Records what one applied command changed (only while listening).
+    pub fn add(&mut self, t: Touch) {
         if !self.listening {
             return;
         }
