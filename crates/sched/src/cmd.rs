@@ -137,6 +137,10 @@ pub enum DstReject {
     BreaksZoneRatio,
     /// No free slot of the needed kind.
     NoFreeSlot,
+    /// Recover: the best chunk with a free slot is dropped because this
+    /// busy chunk ranks before it and is safer (it shares no rack with an
+    /// alive replica, and is farther from them); the extent waits for its slot.
+    SaferChunkBusy(Cid),
     /// Locality move: only the prefer-local chunk is a destination.
     NotPreferLocal,
     /// Capacity move: the chunk is not below the cluster load.
@@ -158,6 +162,10 @@ impl DstReject {
             DstReject::LowersSafety => "the move would leave the replicas less spread",
             DstReject::BreaksZoneRatio => "the move would take the zones further from 2:1",
             DstReject::NoFreeSlot => "chunk has no free destination slot",
+            DstReject::SaferChunkBusy(_) => {
+                "a safer chunk (no alive replica in its rack) ranks first but has no free slot: \
+                 the extent waits for it rather than lower topology safety"
+            }
             DstReject::NotPreferLocal => "a locality move only goes to the prefer-local chunk",
             DstReject::NotBelowClusterLoad => "chunk is not below the cluster load",
             DstReject::NotEmptier => "chunk would not leave the volume more even",

@@ -118,7 +118,11 @@ pub struct RecoverDstKey {
 /// replicas (any zone if that one has no candidate: redundancy first).
 /// Preference: the prefer-local chunk, then racked chunks, then the
 /// farthest from the alive replicas (topology safety), then lowest load,
-/// then lowest cid. Among those, the best one with a free slot.
+/// then lowest cid. Among those, the best one with a free slot, unless a
+/// busy chunk ranked before it shares no rack with an alive replica and is
+/// farther from them: then the extent waits ([`NoPlan::SlotsBusy`], it
+/// stays queued) for that chunk's slot instead of lowering topology safety.
+/// With no such chunk at all (fewer racks than replicas), the best free one.
 pub fn choose_recover_dst(
     ctx: &Ctx<'_>,
     slots: &Slots,
@@ -128,9 +132,45 @@ pub fn choose_recover_dst(
     choose_recover_dst_observed(ctx, slots, volume, ext, &mut NoObserve)
 }
 
+/// A destination is *safe* when it shares no rack with an alive replica
+/// (another rack of the zone, or another zone); returns the index of
+/// `busy_safe` that tracks its distance. Waiting for such a chunk's slot saves the
+/// topology-safety migration that a replica put next to another one would
+/// need later (DOMAIN.md §5.2 "respects topology safety").
+fn safe_class(d: Distance) -> Option<usize> {
+    match d {
+        Distance::SameZone => Some(0),
+        Distance::OtherZone => Some(1),
+        Distance::SameChunk | Distance::SameBrick | Distance::SameRack => None,
+    }
+}
+
+/// The busy chunk the extent waits for, if any: the best-ranked busy safe
+/// candidate that ranks before `pick` (the best free one) and is farther
+/// from the alive replicas than `pick`. Taking `pick` would put the replica
+/// nearer to another one than the ranking wants, and a migration would
+/// then move it again. A safer chunk ranked *after* `pick` lost on an
+/// earlier preference (zone, prefer-local, racked), which slots do not
+/// change; with no safe candidate at all (fewer racks than replicas)
+/// nothing waits and the best free chunk is taken, as before.
+fn waits_for_safer(
+    pick: &RecoverDstKey,
+    busy_safe: &[Option<RecoverDstKey>],
+) -> Option<RecoverDstKey> {
+    busy_safe
+        .iter()
+        .flatten()
+        .filter(|b| *b < pick && b.distance.0 > pick.distance.0)
+        .min()
+        .copied()
+}
+
 /// [`choose_recover_dst`], reporting every chunk's verdict to `o`, in the
 /// order the checks run: holds a replica, placement filters, free slot;
 /// a chunk that passes them all is reported with its [`RecoverDstKey`].
+/// When the extent waits for a safer busy chunk, the best free one is
+/// reported as the search's best, then dropped with
+/// [`DstReject::SaferChunkBusy`].
 pub fn choose_recover_dst_observed<O: Observe>(
     ctx: &Ctx<'_>,
     slots: &Slots,
@@ -145,6 +185,10 @@ pub fn choose_recover_dst_observed<O: Observe>(
         .and_then(|z| zone_short_of_replicas(state, z, volume, ext));
     let mut deepest: Option<DstReject> = None;
     let mut best: Option<RecoverDstKey> = None;
+    // The best-ranked busy candidate of each safe distance (another rack
+    // of the zone, another zone): a slot decides only among chunks that
+    // are as safe, so the ranking must see the busy ones too.
+    let mut busy_safe: [Option<RecoverDstKey>; 2] = [None, None];
     let mut slots_busy = false;
     o.dst_search(None);
     for chunk in state.chunks() {
@@ -158,11 +202,6 @@ pub fn choose_recover_dst_observed<O: Observe>(
             o.dst(cid, Err(r));
             continue;
         }
-        if !slots.has_free_slot(cid, SlotKind::RecoverDst) {
-            slots_busy = true;
-            o.dst(cid, Err(DstReject::NoFreeSlot));
-            continue;
-        }
         let key = RecoverDstKey {
             outside_zone: zone.is_some_and(|z| state.zone_of(cid) != Some(z)),
             not_prefer_local: ext.prefer_cid != cid,
@@ -171,18 +210,33 @@ pub fn choose_recover_dst_observed<O: Observe>(
             load: ctx.loads.ratio(cid),
             cid,
         };
+        if !slots.has_free_slot(cid, SlotKind::RecoverDst) {
+            slots_busy = true;
+            if let Some(b) = safe_class(key.distance.0).and_then(|i| busy_safe.get_mut(i)) {
+                if b.is_none_or(|k| key < k) {
+                    *b = Some(key);
+                }
+            }
+            o.dst(cid, Err(DstReject::NoFreeSlot));
+            continue;
+        }
         o.dst(cid, Ok(Score::Recover(key)));
         if best.is_none_or(|k| key < k) {
             best = Some(key);
         }
     }
-    let chosen = match best {
-        Some(k) => Ok(k.cid),
+    o.dst_best(best.map(|k| k.cid));
+    match best {
+        Some(k) => match waits_for_safer(&k, &busy_safe) {
+            Some(safer) => {
+                o.dst_dropped(DstReject::SaferChunkBusy(safer.cid));
+                Err(NoPlan::SlotsBusy)
+            }
+            None => Ok(k.cid),
+        },
         None if slots_busy => Err(NoPlan::SlotsBusy),
         None => Err(NoPlan::NoDst(deepest.unwrap_or(DstReject::HoldsReplica))),
-    };
-    o.dst_best(chosen.ok());
-    chosen
+    }
 }
 
 /// One extent's recover command (id 0: the scheduler numbers it), or why

@@ -361,6 +361,63 @@ fn busy_destination_and_queue_position_are_reported() {
 }
 
 #[test]
+fn waiting_for_a_busy_safe_destination_is_reported() {
+    // Given racks r0, r1, r2 and two extents on {a (r0), b (r1), x (r2)}
+    // with x lost; the only safe destination `safe` (r2) takes one recover
+    // at a time, and `unsafe_dst` (r0, a's rack) is free and emptier
+    let mut f = Fixture::new();
+    let r0 = f.brick("z", "r0", "b0");
+    let r0_other = f.brick("z", "r0", "b1");
+    let r1 = f.brick("z", "r1", "b0");
+    let r2 = f.brick("z", "r2", "b0");
+    let a = f.chunk(Some(r0), 10);
+    let b = f.chunk(Some(r1), 10);
+    let x = f.chunk(Some(r2), 10);
+    let safe = f.chunk(Some(r2), 300);
+    let unsafe_dst = f.chunk(Some(r0_other), 0);
+    let first = f.volume("v", vec![vec![a, b, x]; 2], 0);
+    let second = first + 1;
+    f.stop(x);
+    let mut s = Scheduler::new(SchedConfig {
+        slots: SlotLimits {
+            recover_dst: 1,
+            ..SlotLimits::default()
+        },
+        ..SchedConfig::default()
+    })
+    .unwrap();
+    let r = s.plan_recover(&f.state, 0);
+    assert_eq!(issued_for(&r, first).map(|c| c.dst), Some(safe));
+    assert_eq!(issued_for(&r, second), None);
+    // Then the second extent's explanation says it waits for the safe chunk
+    let x = explain(&s, &f, second, 0);
+    assert!(
+        matches!(x.status, Status::Queued { position: 0, .. }),
+        "{x}"
+    );
+    assert_eq!(x.kind, Some(Kind::Recover));
+    assert_eq!(x.plan, Err(NoPlan::SlotsBusy), "{x}");
+    assert_eq!(verdict(&x, safe), Err(DstReject::NoFreeSlot));
+    let (_, search) = x.deciding().unwrap();
+    assert_eq!(search.best, Some(unsafe_dst), "{x}");
+    assert_eq!(search.dropped, Some(DstReject::SaferChunkBusy(safe)), "{x}");
+    assert_eq!(search.chosen(), None);
+    let text = x.to_string();
+    assert!(
+        text.contains(&format!("dropped: SaferChunkBusy({safe})")),
+        "{text}"
+    );
+    assert!(text.contains("waits for it"), "{text}");
+    // And it is what the planner returns
+    let ctx = Ctx::new(&f.state);
+    let e = f.state.extent(second).unwrap();
+    assert_eq!(
+        plan_recover_extent(&ctx, s.slots(), second, e.volume, e.extent),
+        x.plan
+    );
+}
+
+#[test]
 fn copies_in_flight_count_in_the_explained_loads() {
     // Given two spare chunks 5 and 6, 6 half an extent fuller than 5
     let mut f = Fixture::new();

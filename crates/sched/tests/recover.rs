@@ -8,7 +8,7 @@ use cairn_sched::{
     Band, CmdQueue, DstReject, ElasticPolicy, Filter, Kind, Mode, NoPlan, OwnerSource, SchedCmd,
     SchedConfig, Scheduler, SlotError, SlotKind, SlotLimits, SlotPolicy, Slots, Why,
 };
-use cairn_state::EXTENT_SIZE_BYTES;
+use cairn_state::{Cid, Pid, EXTENT_SIZE_BYTES};
 use common::{Fixture, GIB};
 
 fn sched() -> Scheduler {
@@ -122,6 +122,106 @@ fn recover_dst_needs_a_free_destination_slot() {
         choose_recover_dst(&ctx, &s, e.volume, e.extent),
         Err(NoPlan::SlotsBusy)
     );
+}
+
+/// Racks r0, r1, r2; two extents on {a (r0), b (r1), x (r2)}, x lost. The
+/// only safe destination (no alive replica in its rack) is `safe`, in r2
+/// and busier; `unsafe_dst` in r0 is the emptiest but shares a rack with a.
+/// Returns (fixture, first pid, safe, unsafe_dst).
+fn one_safe_chunk_and_an_emptier_unsafe_one() -> (Fixture, Pid, Cid, Cid) {
+    let mut f = Fixture::new();
+    let r0 = f.brick("z", "r0", "b0");
+    let r0_other = f.brick("z", "r0", "b1");
+    let r1 = f.brick("z", "r1", "b0");
+    let r2 = f.brick("z", "r2", "b0");
+    let r2_other = f.brick("z", "r2", "b1");
+    let a = f.chunk(Some(r0), 10);
+    let b = f.chunk(Some(r1), 10);
+    let x = f.chunk(Some(r2), 10);
+    let safe = f.chunk(Some(r2_other), 300);
+    let unsafe_dst = f.chunk(Some(r0_other), 0);
+    let pid = f.volume("v", vec![vec![a, b, x]; 2], 0);
+    f.stop(x);
+    (f, pid, safe, unsafe_dst)
+}
+
+fn one_recover_dst_slot() -> SchedConfig {
+    SchedConfig {
+        slots: SlotLimits {
+            recover_dst: 1,
+            ..SlotLimits::default()
+        },
+        ..SchedConfig::default()
+    }
+}
+
+#[test]
+fn recover_dst_waits_for_a_busy_safe_chunk_instead_of_a_free_unsafe_one() {
+    // Given the only safe chunk takes one recover at a time
+    let (mut f, pid, safe, unsafe_dst) = one_safe_chunk_and_an_emptier_unsafe_one();
+    let mut s = Scheduler::new(one_recover_dst_slot()).unwrap();
+    // When a round runs: the first extent goes to the safe chunk, and the
+    // second gets no command (it would have gone to the free unsafe chunk)
+    let r = s.plan_recover(&f.state, 0);
+    let dsts: Vec<_> = r.issued.iter().map(|c| (c.pid, c.dst)).collect();
+    assert_eq!(dsts, vec![(pid, safe)]);
+    let first = r.issued[0];
+    let ctx = Ctx::new(&f.state);
+    let e = f.state.extent(pid + 1).unwrap();
+    assert_eq!(
+        choose_recover_dst(&ctx, s.slots(), e.volume, e.extent),
+        Err(NoPlan::SlotsBusy)
+    );
+    // Then it waits in the queue, not parked, round after round
+    assert!(s.queue(Kind::Recover).contains(pid + 1));
+    assert!(s.plan_recover(&f.state, 1).issued.is_empty());
+    assert!(s.queue(Kind::Recover).contains(pid + 1));
+    assert_eq!(s.parked().count(), 0);
+    // When the safe chunk's copy finishes, its slot frees and the waiting
+    // extent goes there: every extent ends in three racks
+    let applied = f.finish(&first);
+    s.observe(&applied);
+    s.complete(pid, first.id, 2).unwrap();
+    let r = s.plan_recover(&f.state, 2);
+    let dsts: Vec<_> = r.issued.iter().map(|c| (c.pid, c.dst)).collect();
+    assert_eq!(dsts, vec![(pid + 1, safe)]);
+    f.finish(&r.issued[0]);
+    for p in [pid, pid + 1] {
+        assert!(!f.alive(p).contains(&unsafe_dst), "{:?}", f.alive(p));
+        assert!(f.alive(p).contains(&safe));
+    }
+}
+
+#[test]
+fn recover_dst_without_any_safe_chunk_takes_the_best_free_one() {
+    // Given two racks for three replicas: every destination shares a rack
+    // with an alive replica. `far` (other brick of b's rack) ranks before
+    // `near` (a's brick) but takes one recover at a time and is busy.
+    let mut f = Fixture::new();
+    let r0 = f.brick("z", "r0", "b0");
+    let r1 = f.brick("z", "r1", "b0");
+    let r1_other = f.brick("z", "r1", "b1");
+    let a = f.chunk(Some(r0), 10);
+    let b = f.chunk(Some(r1), 10);
+    let x = f.chunk(Some(r1_other), 10);
+    let far = f.chunk(Some(r1_other), 300);
+    let near = f.chunk(Some(r0), 0);
+    let pid = f.volume("v", vec![vec![a, b, x]; 2], 0);
+    f.stop(x);
+    let ctx = Ctx::new(&f.state);
+    let e = f.state.extent(pid).unwrap();
+    assert_eq!(
+        choose_recover_dst(&ctx, &slots(), e.volume, e.extent),
+        Ok(far),
+        "the farthest ranks first"
+    );
+    // When a round runs with one destination slot per chunk
+    let mut s = Scheduler::new(one_recover_dst_slot()).unwrap();
+    let r = s.plan_recover(&f.state, 0);
+    // Then nothing waits: no chunk is safe, so the second extent takes the
+    // best free one, as before
+    let dsts: Vec<_> = r.issued.iter().map(|c| (c.pid, c.dst)).collect();
+    assert_eq!(dsts, vec![(pid, far), (pid + 1, near)]);
 }
 
 #[test]
