@@ -2,7 +2,8 @@
 # Installs what Cairn's build needs and a fresh machine may lack.
 # A fresh machine has the Rust toolchain, gcc and Python; RocksDB's build
 # (librocksdb-sys) needs clang/libclang, and the gRPC code generation needs
-# protoc; chaos campaigns need ip, nft and libfaketime. Only missing packages are installed; run as root or with sudo.
+# protoc; chaos campaigns need ip, nft and libfaketime; the etcd comparison
+# benches need etcd. Only missing packages are installed; run as root or with sudo.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2; exit 1; }
@@ -16,6 +17,9 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
+# `cairn bench compare-etcd` / `cairn bench failover` (and their smoke test)
+# run a local 3-member etcd: the etcd-server package provides /usr/bin/etcd.
+command -v etcd >/dev/null || missing+=(etcd-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

@@ -10,6 +10,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cargo:rerun-if-changed={}",
         proto.join("cairn.proto").display()
     );
-    tonic_prost_build::configure().compile_protos(&[proto.join("cairn.proto")], &[proto])?;
+    println!(
+        "cargo:rerun-if-changed={}",
+        proto.join("etcd.proto").display()
+    );
+    tonic_prost_build::configure()
+        .compile_protos(&[proto.join("cairn.proto")], std::slice::from_ref(&proto))?;
+    // The subset of etcd's v3 API the etcd comparison benches drive (client
+    // side only).
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_protos(&[proto.join("etcd.proto")], &[proto])?;
     Ok(())
 }

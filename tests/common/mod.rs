@@ -24,6 +24,10 @@ pub struct Member {
     pub id: u64,
     pub addr: String,
     pub dir: PathBuf,
+    /// Where the member serves Prometheus metrics (`--metrics-addr`), if
+    /// the cluster was started with them (a second port per member is a
+    /// second chance of a port race, so only tests that scrape ask).
+    pub metrics: String,
     pub child: Option<Child>,
 }
 
@@ -32,6 +36,8 @@ pub struct Cluster {
     _root: tempfile::TempDir,
     /// Extra `cairn server` arguments every member runs with.
     extra: Vec<String>,
+    /// Members serve `/metrics` on `Member::metrics`.
+    with_metrics: bool,
 }
 
 impl Cluster {
@@ -42,11 +48,21 @@ impl Cluster {
 
     /// As `start`, with extra `cairn server` arguments for every member.
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_opts(n, extra, false)
+    }
+
+    /// As `start`, every member serving Prometheus metrics.
+    pub fn start_with_metrics(n: u64) -> Cluster {
+        Cluster::start_opts(n, &[], true)
+    }
+
+    fn start_opts(n: u64, extra: &[&str], with_metrics: bool) -> Cluster {
         let root = tempfile::tempdir().expect("temp dir");
         let members: Vec<Member> = (1..=n)
             .map(|id| Member {
                 id,
                 addr: format!("127.0.0.1:{}", free_port()),
+                metrics: format!("127.0.0.1:{}", free_port()),
                 dir: root.path().join(format!("n{id}")),
                 child: None,
             })
@@ -61,6 +77,7 @@ impl Cluster {
             members,
             _root: root,
             extra: extra.clone(),
+            with_metrics,
         };
         for i in 0..c.members.len() {
             let mut args = extra.clone();
@@ -77,6 +94,7 @@ impl Cluster {
         self.members.push(Member {
             id,
             addr: format!("127.0.0.1:{}", free_port()),
+            metrics: format!("127.0.0.1:{}", free_port()),
             dir,
             child: None,
         });
@@ -213,6 +231,11 @@ impl Cluster {
             .expect("log file");
         let child = Command::new(BIN)
             .args(["server", "--id", &m.id.to_string(), "--listen", &m.addr])
+            .args(if self.with_metrics {
+                vec!["--metrics-addr", m.metrics.as_str()]
+            } else {
+                vec![]
+            })
             .arg("--data-dir")
             .arg(&m.dir)
             .args(extra)

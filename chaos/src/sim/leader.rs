@@ -659,10 +659,9 @@ fn round(node: &Node, term: u64) -> Option<Batch> {
     let now = leader_time_ms();
     let mut sched = lock(&node.svc.sched);
     let l = sched.as_mut()?;
-    let (batch, finished, failed) =
-        plan_round(&mut l.scheduler, &d.state, touched, results, now, term);
-    l.finished += finished;
-    l.failed += failed;
+    let (batch, ended) = plan_round(&mut l.scheduler, &d.state, touched, results, now, term);
+    l.finished += ended.finished();
+    l.failed += ended.failed();
     Some(batch)
 }
 

@@ -424,12 +424,31 @@ fn round(sm: &SmHandle, board: &CopyBoard, handle: &SchedHandle, term: u64) -> O
     let results = board.take_results();
     let now = now_ms();
     handle.with(|l| {
-        let (batch, finished, failed) =
-            plan_round(&mut l.scheduler, &d.state, touched, results, now, term);
-        l.finished += finished;
-        l.failed += failed;
+        let (batch, ended) = plan_round(&mut l.scheduler, &d.state, touched, results, now, term);
+        l.finished += ended.finished();
+        l.failed += ended.failed();
+        for (kind, ok) in ended.copies {
+            crate::metrics::copy_ended(kind, ok);
+        }
         batch
     })
+}
+
+/// Copies the state showed over since the last round: their kind, and
+/// whether they finished (`true`) or failed.
+#[derive(Debug, Default)]
+pub struct Ended {
+    pub copies: Vec<(Kind, bool)>,
+}
+
+impl Ended {
+    pub fn finished(&self) -> u64 {
+        self.copies.iter().filter(|(_, ok)| *ok).count() as u64
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.copies.iter().filter(|(_, ok)| !*ok).count() as u64
+    }
 }
 
 /// One round's decisions on the state as applied, pure (the simulator runs
@@ -444,7 +463,7 @@ pub fn plan_round(
     results: Vec<(Cid, pb::CommandResult)>,
     now: u64,
     term: u64,
-) -> (Batch, u64, u64) {
+) -> (Batch, Ended) {
     if touched.all {
         s.mark_all_dirty();
         if let Ok(cfg) = SchedConfig::from_cluster(state.config()) {
@@ -468,7 +487,7 @@ pub fn plan_round(
     }
     // The running copies by extent, once per round (State::copy_of scans).
     let by_pid: HashMap<Pid, &RunningCopy> = state.copies().map(|c| (c.pid, c)).collect();
-    let (finished, failed) = reconcile(s, state, &by_pid, now);
+    let ended = reconcile(s, state, &by_pid, now);
     let mut batch = Batch::default();
     let mut ending: BTreeSet<CopyId> = BTreeSet::new();
     // Reports of the chunks that ran copies.
@@ -511,7 +530,7 @@ pub fn plan_round(
             batch.issue(term, cmd);
         }
     }
-    (batch, finished, failed)
+    (batch, ended)
 }
 
 impl Runner {
@@ -576,25 +595,25 @@ impl Runner {
 
 /// The state is the authority on what runs: copies it no longer holds are
 /// over for the scheduler too, copies it holds that the scheduler does not
-/// know are adopted. Returns (finished, failed).
+/// know are adopted. Returns the copies that ended.
 fn reconcile(
     s: &mut Scheduler,
     state: &State,
     by_pid: &HashMap<Pid, &RunningCopy>,
     now: u64,
-) -> (u64, u64) {
+) -> Ended {
     let over: Vec<SchedCmd> = s
         .running()
         .filter(|r| !by_pid.get(&r.cmd.pid).is_some_and(|c| same_copy(&r.cmd, c)))
         .map(|r| r.cmd)
         .collect();
-    let (mut finished, mut failed) = (0, 0);
+    let mut ended = Ended::default();
     for cmd in over {
-        if took_result(&cmd, state.extent(cmd.pid).map(|e| e.extent)) {
-            finished += 1;
+        let ok = took_result(&cmd, state.extent(cmd.pid).map(|e| e.extent));
+        ended.copies.push((cmd.kind, ok));
+        if ok {
             let _ = s.complete(cmd.pid, cmd.id, now);
         } else {
-            failed += 1;
             let _ = s.fail(cmd.pid, cmd.id);
         }
     }
@@ -606,7 +625,7 @@ fn reconcile(
         let generation = state.extent(c.pid).map_or(0, |e| e.extent.generation);
         s.adopt(sched_cmd(c, generation), c.issued_ms);
     }
-    (finished, failed)
+    ended
 }
 
 pub enum What {

@@ -68,6 +68,9 @@ pub async fn run(
     let addrs: Vec<String> = (0..nodes)
         .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
         .collect::<Result<_>>()?;
+    let metrics: Vec<String> = (0..nodes)
+        .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+        .collect::<Result<_>>()?;
     let init = addrs
         .iter()
         .enumerate()
@@ -81,6 +84,7 @@ pub async fn run(
         let log = std::fs::File::create(dir.join(format!("node{id}.log")))?;
         let mut cmd = Command::new(&exe);
         cmd.args(["server", "--id", &id.to_string(), "--listen", addr])
+            .args(["--metrics-addr", &metrics[i]])
             .arg("--data-dir")
             .arg(&data)
             .stdin(Stdio::null())
@@ -129,6 +133,14 @@ pub async fn run(
             racks.max(1)
         );
     }
+    println!(
+        "Prometheus metrics: {}",
+        metrics
+            .iter()
+            .map(|m| format!("http://{m}/metrics"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("data and logs in {}", dir.display());
     println!(
         "endpoints recorded in {} (the CLI uses them by default)",

@@ -8,6 +8,7 @@ pub mod copies;
 pub mod copy_exec;
 pub mod fleet;
 pub mod meta_service;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod propose;

@@ -17,10 +17,12 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_etcd;
 mod cli;
 mod dev;
 mod fleet_cli;
 mod sched_cli;
+mod sim_cli;
 mod upgrade_cli;
 
 #[derive(Parser)]
@@ -95,6 +97,25 @@ enum Command {
         /// addresses (id=host:port,...) instead of their membership ones.
         #[arg(long, value_parser = parse_members, hide = true)]
         routes: Option<BTreeMap<u64, String>>,
+        /// Serve Prometheus metrics (OpenMetrics text) at
+        /// http://ADDR/metrics, e.g. 127.0.0.1:9400: Raft term and indexes,
+        /// append latency, sessions, scheduler queues and copies,
+        /// capability states (docs/node.md lists every series).
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
+        /// The leader's heartbeat period, in milliseconds (10 to 166; also
+        /// openraft's timeout for one AppendEntries call).
+        #[arg(long, default_value_t = cairn_node::node::DEFAULT_HEARTBEAT_MS)]
+        heartbeat_ms: u64,
+        /// A follower's election timeout range in milliseconds, MIN-MAX (one
+        /// value is drawn per process). openraft adds a leader lease of MAX,
+        /// so a follower campaigns MAX+MIN to 2*MAX ms after the last
+        /// heartbeat. Shorter fails over faster; too short for the machine's
+        /// scheduling delays elects needlessly. MIN+MAX must be at least
+        /// 800 ms (a leader stops renewing chunk sessions 500 ms after it
+        /// last heard a quorum). Give every member the same.
+        #[arg(long, default_value = "300-600", value_parser = parse_range)]
+        election_timeout_ms: (u64, u64),
     },
     /// Start a local quorum of real `cairn server` processes on free
     /// 127.0.0.1 ports, record their endpoints for the CLI, and stop them all
@@ -192,6 +213,11 @@ enum Command {
         #[command(subcommand)]
         cmd: BenchCmd,
     },
+    /// Pure simulations that run the real planners (no cluster needed).
+    Sim {
+        #[command(subcommand)]
+        cmd: sim_cli::SimCmd,
+    },
     /// Post-mortem tools for a stopped member's data dir.
     Debug {
         #[command(subcommand)]
@@ -235,6 +261,54 @@ enum BenchCmd {
         #[arg(long, default_value_t = 0)]
         chunks_per_conn: usize,
     },
+    /// Cairn against a 3-member etcd on this machine: the same durable-write
+    /// workload through each one's gRPC API, writes/s and p50/p99/p999 at
+    /// 1, 16, 64 and 256 clients, and the Cairn/etcd ratios.
+    ///
+    /// Starts 3 `cairn server` members (this binary), then 3 etcd members
+    /// (etcd-server: scripts/setup.sh installs it), on free 127.0.0.1 ports
+    /// with every data dir under one directory (one disk), and drives each in
+    /// turn with the same closed-loop Rust load generator: Cairn does
+    /// extent-location CAS updates (Meta.Propose), etcd a KV.Put of the same
+    /// bytes; both acknowledge a write only once a majority has fsynced it.
+    /// Every process is killed and the directory removed at the end, on
+    /// error and on Ctrl-C.
+    ///
+    /// Examples: `cairn bench compare-etcd`;
+    /// `cairn bench compare-etcd --clients 64 --duration 20s --json`;
+    /// `cairn bench compare-etcd --systems etcd --clients 1,16`.
+    CompareEtcd(bench_etcd::CompareArgs),
+    /// kill -9 the leader 20 times under write load, Cairn and etcd: time
+    /// from the kill to the first write the new leader acknowledges, and
+    /// Cairn's chunk session expiries (must be 0).
+    ///
+    /// Starts each system's 3 members as `compare-etcd` does and keeps a
+    /// constant write load on it; each kill hits the member reporting itself
+    /// leader, times the first write sent after the kill and acknowledged by
+    /// another member, then restarts the killed member from its data dir and
+    /// waits until it has caught up. Cairn runs simulated chunks keeping
+    /// their sessions alive throughout. Prints median, p99, min and max per
+    /// system, the election timeouts and both clients' retry policy.
+    ///
+    /// Examples: `cairn bench failover`;
+    /// `cairn bench failover --kills 5 --clients 4`;
+    /// `cairn bench failover --etcd-election-ms 300` (etcd's election
+    /// timeout range then equals Cairn's 300-600 ms; Cairn's followers also
+    /// wait openraft's leader lease on top).
+    Failover(bench_etcd::FailoverArgs),
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("{s:?}: expected MIN-MAX in milliseconds, e.g. 300-600");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || a >= b {
+        return Err(format!("{s:?}: MIN must be at least 1 and below MAX"));
+    }
+    Ok((a, b))
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -397,12 +471,18 @@ async fn run(cli: Cli) -> Result<()> {
             space_report_every,
             emulate_version,
             routes,
+            metrics_addr,
+            heartbeat_ms,
+            election_timeout_ms,
         } => {
             if let Some(bug) = cairn_node::chaos_bug::announce() {
                 tracing::error!("CHAOS BUG ACTIVE: {bug} (a deliberately broken member, for testing cairn-chaos)");
             }
             let mut cfg = NodeConfig::new(id, listen, data_dir);
             cfg.routes = routes.unwrap_or_default();
+            cfg.metrics_addr = metrics_addr;
+            cfg.heartbeat_ms = heartbeat_ms;
+            (cfg.election_min_ms, cfg.election_max_ms) = election_timeout_ms;
             if let Some(v) = emulate_version {
                 let capabilities = cairn_capability::capabilities_of(&v)
                     .with_context(|| format!("--emulate-version {v}"))?;
@@ -439,6 +519,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Debug { cmd } => debug(cmd),
+        Command::Sim { cmd } => sim_cli::run(cmd, cli.json),
+        Command::Bench {
+            cmd: BenchCmd::CompareEtcd(args),
+        } => bench_etcd::compare(args, cli.json).await,
+        Command::Bench {
+            cmd: BenchCmd::Failover(args),
+        } => bench_etcd::failover(args, cli.json).await,
         Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?, cli.json).await,
         Command::Topo { cmd } => {
             cli::topo(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await

@@ -24,6 +24,15 @@ use crate::store::log::{Identity, LogStore};
 use crate::store::sm::{SmHandle, StateMachineStore};
 use crate::types::{NodeId, Raft};
 
+/// The leader's heartbeat period.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+/// A follower's election timeout is drawn from this range once per process.
+/// openraft 0.9 adds a leader lease of the range's maximum on top, so a
+/// follower campaigns 900-1200 ms after the last heartbeat it heard: 9 to 12
+/// heartbeats missed (etcd's defaults: 1000-2000 ms, 10 to 20 heartbeats).
+/// `cairn bench failover` measures what this gives (README).
+pub const DEFAULT_ELECTION_MS: (u64, u64) = (300, 600);
+
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: NodeId,
@@ -50,6 +59,8 @@ pub struct NodeConfig {
     /// Peers to dial at another address than their membership one (fault
     /// injection: `cairn-chaos` puts a proxy in front of each link).
     pub routes: BTreeMap<NodeId, String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (None: don't).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -62,11 +73,12 @@ impl NodeConfig {
             join: None,
             advert: cairn_capability::Advert::current(),
             routes: BTreeMap::new(),
+            metrics_addr: None,
             snapshot_every: 10_000,
             space_every_ms: 5_000,
-            heartbeat_ms: 100,
-            election_min_ms: 600,
-            election_max_ms: 1200,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            election_min_ms: DEFAULT_ELECTION_MS.0,
+            election_max_ms: DEFAULT_ELECTION_MS.1,
         }
     }
 }
@@ -110,6 +122,11 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("raft failed to start: {0}")]
     Raft(String),
     #[error("cluster initialization failed: {0}")]
@@ -137,6 +154,8 @@ pub struct Node {
     pub raft: Raft,
     pub sm: SmHandle,
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if it is.
+    pub metrics_addr: Option<SocketAddr>,
     /// The session tracker, live while this member is leader.
     pub sessions: Sessions,
     /// The recover / migrate scheduler, live while this member is leader.
@@ -149,6 +168,7 @@ pub struct Node {
     copy_runner: tokio::task::JoinHandle<()>,
     gate: tokio::task::JoinHandle<()>,
     advertiser: tokio::task::JoinHandle<()>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -158,6 +178,7 @@ impl Node {
         if cfg.id == 0 {
             return Err(NodeError::BadId);
         }
+        check_timing(&cfg)?;
         let log_dir = cfg.data_dir.join("raft");
         // The cluster this member is asked to be part of, if it is told.
         let found = LogStore::peek_identity(&log_dir)?;
@@ -204,7 +225,7 @@ impl Node {
             path: cfg.data_dir.clone(),
             source,
         })?;
-        let log = LogStore::open(&log_dir)?;
+        let mut log = LogStore::open(&log_dir)?;
         if found.is_none() {
             log.write_identity(&Identity {
                 node_id: cfg.id,
@@ -241,6 +262,19 @@ impl Node {
             source,
         })?;
 
+        let metrics_listener = match cfg.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
+        // What openraft will re-apply at start, for the metrics not to count
+        // it as new.
+        if let Ok(Some(c)) = openraft::storage::RaftLogStorage::read_committed(&mut log).await {
+            crate::metrics::starting_at(c.index);
+        }
         let raft = Raft::new(
             cfg.id,
             Arc::new(config),
@@ -308,6 +342,19 @@ impl Node {
                 ChunkService::new(raft.clone(), sm_handle.clone(), proposer, sessions.clone())
                     .into_server(),
             );
+        let (metrics_addr, metrics) = match metrics_listener {
+            Some(listener) => {
+                let src = crate::metrics::Sources {
+                    raft: raft.clone(),
+                    sm: sm_handle.clone(),
+                    sched: sched.clone(),
+                };
+                let bound = listener.local_addr().ok();
+                let task = crate::metrics::serve(listener, src, shutdown.subscribe());
+                (bound, Some(task))
+            }
+            None => (None, None),
+        };
         let incoming = split_listener(listener, raft.clone(), sessions.clone(), stop.clone());
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -367,6 +414,7 @@ impl Node {
             raft,
             sm: sm_handle,
             addr,
+            metrics_addr,
             sessions,
             sched,
             fatal,
@@ -376,6 +424,7 @@ impl Node {
             copy_runner,
             gate,
             advertiser,
+            metrics,
         })
     }
 
@@ -394,6 +443,9 @@ impl Node {
         let _ = self.copy_runner.await;
         let _ = self.gate.await;
         let _ = self.advertiser.await;
+        if let Some(m) = self.metrics {
+            let _ = m.await;
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
@@ -453,6 +505,35 @@ fn split_listener(
         rx,
         |mut rx| async move { rx.recv().await.map(|s| (Ok(s), rx)) },
     )
+}
+
+/// Election and heartbeat settings the session leases stay safe with: a
+/// leader must stop renewing sessions ([`QUORUM_FRESH_MS`] after it last
+/// heard a quorum) well before any follower campaigns (MIN+MAX ms after
+/// the last heartbeat, openraft's leader lease included), and a healthy
+/// leader must hear its quorum several times within that window.
+fn check_timing(cfg: &NodeConfig) -> Result<(), NodeError> {
+    use crate::sessions::{FRESH_MARGIN_MS, QUORUM_FRESH_MS};
+    let (hb, min, max) = (cfg.heartbeat_ms, cfg.election_min_ms, cfg.election_max_ms);
+    if hb < 10 || hb.saturating_mul(3) > QUORUM_FRESH_MS {
+        return Err(NodeError::Config(format!(
+            "heartbeat {hb} ms: must be 10..={} ms (a leader refuses keepalives once it has not heard a quorum for {QUORUM_FRESH_MS} ms)",
+            QUORUM_FRESH_MS / 3
+        )));
+    }
+    if min <= hb || min >= max {
+        return Err(NodeError::Config(format!(
+            "election timeout {min}-{max} ms: MIN must exceed the heartbeat ({hb} ms) and be below MAX"
+        )));
+    }
+    if min + max < QUORUM_FRESH_MS + FRESH_MARGIN_MS {
+        return Err(NodeError::Config(format!(
+            "election timeout {min}-{max} ms: followers would campaign {} ms after the last heartbeat, too close to the {QUORUM_FRESH_MS} ms after which a leader stops renewing sessions; MIN+MAX must be at least {} ms",
+            min + max,
+            QUORUM_FRESH_MS + FRESH_MARGIN_MS
+        )));
+    }
+    Ok(())
 }
 
 /// Asks a member of a running cluster for its cluster id.

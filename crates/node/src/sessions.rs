@@ -35,10 +35,15 @@ struct Tracking {
     tracker: SessionTracker,
 }
 
-/// A leader whose last quorum acknowledgement is older than this may have
-/// been replaced (followers start an election after 600 ms without it): it
-/// neither answers keepalives nor expires anything.
-const QUORUM_FRESH_MS: u64 = 500;
+/// A leader whose last quorum acknowledgement is older than this may soon
+/// be replaced: it neither answers keepalives nor expires anything. Sound
+/// only while followers campaign later than this: `Node::start` refuses
+/// election timeouts with less than [`FRESH_MARGIN_MS`] to spare (followers
+/// campaign MIN+MAX ms after the last heartbeat at the earliest: 900 ms by
+/// default), and heartbeats too sparse to refresh it.
+pub const QUORUM_FRESH_MS: u64 = 500;
+/// How much earlier than any follower's campaign a leader stops renewing.
+pub const FRESH_MARGIN_MS: u64 = 300;
 
 /// Does this member lead `term`, with a quorum heard from recently? A leader
 /// cut off from its followers keeps its state (openraft 0.9 does not step

@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod placement;
 pub mod queue;
 pub mod recover;
+pub mod recover_sim;
 pub mod rules;
 pub mod scheduler;
 pub mod sessions;

@@ -23,9 +23,14 @@ struct GoldenEntry {
 }
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data")
-        .join(name)
+    // Read at run time, not `env!`: the target directory is shared between
+    // checkouts, and a test binary built in another (since removed) clone
+    // would look for the golden files there.
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../tests/data")
+    .join(name)
 }
 
 fn entries() -> Vec<GoldenEntry> {

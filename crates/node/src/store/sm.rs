@@ -310,6 +310,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         leader_time_ms: req.leader_time_ms,
                     };
                     let results = d.state.apply_batch(meta, &req.cmds);
+                    let expired = req
+                        .cmds
+                        .iter()
+                        .zip(&results)
+                        .filter(|(c, r)| {
+                            r.is_ok() && matches!(c, cairn_state::Cmd::ExpireSession { .. })
+                        })
+                        .count();
+                    crate::metrics::sessions_expired(log_id.index, expired as u64);
                     if req
                         .cmds
                         .iter()
