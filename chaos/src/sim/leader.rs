@@ -1,8 +1,9 @@
 //! The leader's session tracker and copy runner, as the real node runs them
 //! (`cairn_node::sessions` and `cairn_node::copies`), on the simulator's
 //! tasks and virtual clock, around the same pure code: `cairn_sched`'s
-//! `SessionTracker` and `Scheduler`, `cairn_node::copies::{plan_round,
-//! Batch, executor, sched_cmd}` (a round's decisions are the node's own
+//! `SessionTracker`, `Scheduler` and `SchedCmd::adopted`,
+//! `cairn_node::copies::{plan_round, Batch}`, `RunningCopy::executor` (a
+//! round's decisions are the node's own
 //! function), `cairn_node::upgrade::effective_lease_ms`.
 //!
 //! Differences from the node, all for determinism or because the sim has
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_node::copies::{executor, kind_pb, plan_round, sched_cmd, Batch, What};
+use cairn_node::copies::{kind_pb, plan_round, Batch, What};
 use cairn_node::types::pb;
 use cairn_node::upgrade::effective_lease_ms;
 use cairn_sched::{keepalive_interval_ms, SchedConfig, Scheduler, SessionTracker, TrackerConfig};
@@ -516,7 +517,7 @@ fn publish(svc: &NodeSvc, term: u64, state: &State) {
     let mut commands: BTreeMap<Cid, Vec<pb::ChunkCommand>> = BTreeMap::new();
     for c in state.copies() {
         commands
-            .entry(executor(c))
+            .entry(c.executor())
             .or_default()
             .push(pb::ChunkCommand {
                 command_id: c.copy_id,
@@ -608,7 +609,7 @@ async fn take_office(node: &Node, term: u64) -> Result<(), String> {
     let mut adopted = 0;
     for c in d.state.copies() {
         let generation = d.state.extent(c.pid).map_or(0, |e| e.extent.generation);
-        scheduler.adopt(sched_cmd(c, generation), c.issued_ms);
+        scheduler.adopt(cairn_sched::SchedCmd::adopted(c, generation), c.issued_ms);
         adopted += 1;
     }
     publish(&node.svc, term, &d.state);

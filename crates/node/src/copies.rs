@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cairn_sched::{Kind, Mode, OwnerSource, SchedCmd, SchedConfig, Scheduler, Why};
+use cairn_sched::{Kind, Mode, SchedCmd, SchedConfig, Scheduler};
 use cairn_state::{
     Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, IssueCopy, Pid, Reply, RunningCopy,
     State, EXTENT_SIZE_BYTES,
@@ -43,16 +43,6 @@ pub const ROUND: Duration = Duration::from_millis(250);
 const MIN_GAP: Duration = Duration::from_millis(20);
 /// Most reports kept between two rounds (a chunk reports again anyway).
 const MAX_RESULTS: usize = 1 << 16;
-
-/// The chunk that runs a copy: its lease owner (it serves the extent's
-/// writes while the copy runs), else the destination.
-pub fn executor(c: &RunningCopy) -> Cid {
-    if c.owner != 0 {
-        c.owner
-    } else {
-        c.dst
-    }
-}
 
 pub fn kind_pb(k: CopyKind) -> pb::CopyKind {
     match k {
@@ -123,7 +113,7 @@ impl CopyBoard {
         let mut commands: HashMap<Cid, Vec<pb::ChunkCommand>> = HashMap::new();
         for c in state.copies() {
             commands
-                .entry(executor(c))
+                .entry(c.executor())
                 .or_default()
                 .push(pb::ChunkCommand {
                     command_id: c.copy_id,
@@ -186,27 +176,6 @@ impl SchedHandle {
 
     fn set(&self, l: Option<Leading>) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = l;
-    }
-}
-
-/// The scheduler's view of a copy in the state.
-pub fn sched_cmd(c: &RunningCopy, generation: u64) -> SchedCmd {
-    SchedCmd {
-        id: 0,
-        kind: match c.kind {
-            CopyKind::Recover => Kind::Recover,
-            CopyKind::Migrate => Kind::Migrate,
-        },
-        pid: c.pid,
-        generation,
-        src: c.src,
-        dst: c.dst,
-        replace: (c.replace != 0).then_some(c.replace),
-        owner: c.owner,
-        owner_from: OwnerSource::Existing,
-        mode: if c.manual { Mode::Manual } else { Mode::Auto },
-        why: Why::Adopted,
-        bytes: EXTENT_SIZE_BYTES,
     }
 }
 
@@ -372,7 +341,7 @@ impl Runner {
         let mut adopted = 0;
         for c in d.state.copies() {
             let generation = d.state.extent(c.pid).map_or(0, |e| e.extent.generation);
-            scheduler.adopt(sched_cmd(c, generation), c.issued_ms);
+            scheduler.adopt(SchedCmd::adopted(c, generation), c.issued_ms);
             adopted += 1;
         }
         self.board.publish(term, &d.state);
@@ -495,7 +464,7 @@ pub fn plan_round(
         let Some(c) = state.copy(r.command_id) else {
             continue; // recorded already
         };
-        if executor(c) != cid || r.term != c.term || !ending.insert(c.copy_id) {
+        if c.executor() != cid || r.term != c.term || !ending.insert(c.copy_id) {
             continue; // not its copy, or before it saw the adoption
         }
         if r.ok {
@@ -509,7 +478,7 @@ pub fn plan_round(
         if ending.contains(&c.copy_id) {
             continue;
         }
-        let gone = [c.src, c.dst, executor(c)]
+        let gone = [c.src, c.dst, c.executor()]
             .into_iter()
             .find(|&cid| !state.has_session(cid));
         if let Some(cid) = gone {
@@ -623,7 +592,7 @@ fn reconcile(
         .collect();
     for c in unknown {
         let generation = state.extent(c.pid).map_or(0, |e| e.extent.generation);
-        s.adopt(sched_cmd(c, generation), c.issued_ms);
+        s.adopt(SchedCmd::adopted(c, generation), c.issued_ms);
     }
     ended
 }
@@ -655,7 +624,7 @@ impl Batch {
     /// A chunk reports the copy done: record its result against the extent
     /// as it is now (compare-and-set on this generation).
     fn finish(&mut self, c: &RunningCopy, ext: Option<&Extent>) {
-        let update = ext.map(|e| sched_cmd(c, e.generation).completion(e));
+        let update = ext.map(|e| SchedCmd::adopted(c, e.generation).completion(e));
         match update {
             Some(Ok(u)) => self.push(
                 Cmd::FinishCopy(FinishCopy {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use cairn_state::{Cid, Extent, Pid, UpdateExtent};
+use cairn_state::{Cid, CopyKind, Extent, Pid, RunningCopy, UpdateExtent};
 use thiserror::Error;
 
 use crate::placement::Filter;
@@ -188,6 +188,29 @@ pub enum CompletionError {
 }
 
 impl SchedCmd {
+    /// The scheduler's view of a copy the state records (a leader taking
+    /// office adopts the copies its predecessors issued), planned against
+    /// `generation`.
+    pub fn adopted(c: &RunningCopy, generation: u64) -> SchedCmd {
+        SchedCmd {
+            id: 0,
+            kind: match c.kind {
+                CopyKind::Recover => Kind::Recover,
+                CopyKind::Migrate => Kind::Migrate,
+            },
+            pid: c.pid,
+            generation,
+            src: c.src,
+            dst: c.dst,
+            replace: (c.replace != 0).then_some(c.replace),
+            owner: c.owner,
+            owner_from: OwnerSource::Existing,
+            mode: if c.manual { Mode::Manual } else { Mode::Auto },
+            why: Why::Adopted,
+            bytes: cairn_state::EXTENT_SIZE_BYTES,
+        }
+    }
+
     /// The compare-and-set that records a finished copy against the extent as
     /// it is *now* (`expected_generation` = its current generation): dead
     /// replicas leave `loc`, `dst` joins it alive, a migrate drops `replace`.

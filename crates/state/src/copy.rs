@@ -73,3 +73,15 @@ pub struct RunningCopy {
     /// Leader-stamped time of the `IssueCopy` (for timeouts and ETAs).
     pub issued_ms: u64,
 }
+
+impl RunningCopy {
+    /// The chunk that runs the copy: its lease owner (it serves the
+    /// extent's writes while the copy runs), else the destination.
+    pub fn executor(&self) -> Cid {
+        if self.owner != 0 {
+            self.owner
+        } else {
+            self.dst
+        }
+    }
+}

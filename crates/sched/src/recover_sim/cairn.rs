@@ -29,13 +29,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_state::{
-    Cid, Cmd, CmdError, CopyId, CopyKind, EntryMeta, FinishCopy, IssueCopy, Pid, Reply,
-    RunningCopy, SessionId, State,
+    Cid, Cmd, CmdError, CopyId, CopyKind, EntryMeta, FinishCopy, IssueCopy, Pid, Reply, SessionId,
+    State,
 };
 
 use cairn_state::{Distance, LoadMode, MAX_LOC};
 
-use crate::cmd::{Kind, Mode, OwnerSource, SchedCmd, Why};
+use crate::cmd::{Kind, Mode, SchedCmd};
 use crate::config::SchedConfig;
 use crate::rules::{cluster_load_mode, topology_safety, Ctx};
 use crate::scheduler::{Scheduler, Touch};
@@ -49,37 +49,6 @@ use super::SimError;
 
 /// The only term of the simulated leader.
 const TERM: u64 = 1;
-
-/// The chunk that runs a copy (`copies::executor`): its lease owner, else
-/// the destination.
-fn executor(c: &RunningCopy) -> Cid {
-    if c.owner != 0 {
-        c.owner
-    } else {
-        c.dst
-    }
-}
-
-/// The scheduler's view of a copy in the state (`copies::sched_cmd`).
-fn sched_cmd(c: &RunningCopy, generation: u64) -> SchedCmd {
-    SchedCmd {
-        id: 0,
-        kind: match c.kind {
-            CopyKind::Recover => Kind::Recover,
-            CopyKind::Migrate => Kind::Migrate,
-        },
-        pid: c.pid,
-        generation,
-        src: c.src,
-        dst: c.dst,
-        replace: (c.replace != 0).then_some(c.replace),
-        owner: c.owner,
-        owner_from: OwnerSource::Existing,
-        mode: if c.manual { Mode::Manual } else { Mode::Auto },
-        why: Why::Adopted,
-        bytes: cairn_state::EXTENT_SIZE_BYTES,
-    }
-}
 
 /// A command as a keepalive reply carries it.
 #[derive(Clone, Copy, Debug)]
@@ -400,13 +369,13 @@ impl CairnPolicy {
             let Some(c) = self.state.copy(copy_id) else {
                 continue; // recorded already
             };
-            if executor(c) != cid || !ending.insert(copy_id) {
+            if c.executor() != cid || !ending.insert(copy_id) {
                 continue;
             }
             let update = self
                 .state
                 .extent(c.pid)
-                .map(|e| sched_cmd(c, e.extent.generation).completion(e.extent));
+                .map(|e| SchedCmd::adopted(c, e.extent.generation).completion(e.extent));
             let finish = |update| {
                 Cmd::FinishCopy(FinishCopy {
                     term: c.term,
@@ -423,7 +392,7 @@ impl CairnPolicy {
             if ending.contains(&c.copy_id) {
                 continue;
             }
-            if [c.src, c.dst, executor(c)]
+            if [c.src, c.dst, c.executor()]
                 .into_iter()
                 .any(|cid| !self.state.has_session(cid))
             {
@@ -595,7 +564,7 @@ impl CairnPolicy {
     fn publish(&mut self) {
         self.board.clear();
         for c in self.state.copies() {
-            self.board.entry(executor(c)).or_default().push(Published {
+            self.board.entry(c.executor()).or_default().push(Published {
                 copy_id: c.copy_id,
                 pid: c.pid,
                 src: c.src,
