@@ -42,8 +42,12 @@ impl Drop for Children {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free 127.0.0.1 port (bound, then released for a child to take).
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .context("binding an ephemeral 127.0.0.1 port")?
+        .local_addr()?
+        .port())
 }
 
 pub async fn run(

@@ -10,7 +10,6 @@
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -48,14 +47,6 @@ impl Drop for BenchDir {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the child to take).
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")
-        .context("binding an ephemeral 127.0.0.1 port")?
-        .local_addr()?
-        .port())
 }
 
 /// One member process: how to start it the first time and how to restart
@@ -259,8 +250,12 @@ impl LocalCluster {
     /// 3 etcd members `e1..e3` with data dirs `dir/etcd-eN`.
     pub fn etcd(dir: &Path, etcd: &Path, flags: &EtcdFlags, token: &str) -> Result<LocalCluster> {
         let n = 3;
-        let client: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
-        let peer: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+        let client: Vec<u16> = (0..n)
+            .map(|_| crate::dev::free_port())
+            .collect::<Result<_>>()?;
+        let peer: Vec<u16> = (0..n)
+            .map(|_| crate::dev::free_port())
+            .collect::<Result<_>>()?;
         let initial = (0..n)
             .map(|i| format!("e{}=http://127.0.0.1:{}", i + 1, peer[i]))
             .collect::<Vec<_>>()
@@ -318,10 +313,10 @@ impl LocalCluster {
     pub fn cairn(dir: &Path, exe: &Path) -> Result<LocalCluster> {
         let n = 3;
         let addrs: Vec<String> = (0..n)
-            .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+            .map(|_| crate::dev::free_port().map(|p| format!("127.0.0.1:{p}")))
             .collect::<Result<_>>()?;
         let metrics: Vec<String> = (0..n)
-            .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+            .map(|_| crate::dev::free_port().map(|p| format!("127.0.0.1:{p}")))
             .collect::<Result<_>>()?;
         let init = addrs
             .iter()
@@ -394,7 +389,7 @@ impl LocalCluster {
         self.procs
             .iter()
             .filter_map(Proc::pid)
-            .filter_map(|pid| cpu_seconds(pid).ok())
+            .filter_map(|pid| crate::bench::cpu_seconds(pid).ok())
             .sum()
     }
 
@@ -414,34 +409,7 @@ impl LocalCluster {
 
 /// CPU seconds this process has used.
 pub fn own_cpu_seconds() -> f64 {
-    cpu_seconds(std::process::id()).unwrap_or(0.0)
-}
-
-/// CPU time (user + system) of a local process, from /proc.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("unexpected /proc stat format")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> {
-        f.get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .context("unexpected /proc stat format")
-    };
-    // utime and stime: fields 14 and 15 of the line, 12 and 13 after ")".
-    Ok((ticks(11)? + ticks(12)?) / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
+    crate::bench::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 /// A GET of `http://addr/metrics` (Prometheus text), or None.
