@@ -83,7 +83,7 @@ struct SimArgs {
     /// With --seed: write the run's history, monitor and campaign files here.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Simulate a deliberate bug (ack-before-fsync, stale-read).
+    /// Simulate a deliberate bug (ack-before-fsync, stale-read, read-index-from-hint).
     #[arg(long, hide = true)]
     bug: Option<String>,
 }
@@ -239,7 +239,10 @@ fn sim_bug(name: Option<&str>) -> Result<Option<SimBug>> {
         None => None,
         Some("ack-before-fsync") => Some(SimBug::AckBeforeFsync),
         Some("stale-read") => Some(SimBug::StaleRead),
-        Some(other) => anyhow::bail!("unknown --bug {other:?}: ack-before-fsync or stale-read"),
+        Some("read-index-from-hint") => Some(SimBug::ReadIndexFromHint),
+        Some(other) => anyhow::bail!(
+            "unknown --bug {other:?}: ack-before-fsync, stale-read or read-index-from-hint"
+        ),
     })
 }
 

@@ -20,7 +20,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 
 use super::runtime::{lock, sleep, timeout_at, SimInstant};
-use super::types::Request;
+use super::types::{LogId, Request, SimRaft};
 use super::world::{leader_time_ms, Incarnation, World};
 use crate::history::ExtentValue;
 use crate::rng::Rng;
@@ -164,9 +164,17 @@ impl Client {
 
     /// Reads extent `pid`. Linearizable: through the leader, after
     /// `get_read_log_id` confirmed leadership with a quorum and the state
-    /// machine applied up to the read index. `stale` (the StaleRead bug):
-    /// from any node's local state, no check at all.
-    pub async fn read(&mut self, pid: u64, deadline: SimInstant, stale: bool) -> ReadOutcome {
+    /// machine applied the leader's log (`read_target`). With the bugs
+    /// (`World::reads`):
+    /// `Reads::Stale` from any node's local state, no check at all;
+    /// `Reads::FromCommittedHint` up to openraft's read log id only.
+    pub async fn read(&mut self, pid: u64, deadline: SimInstant) -> ReadOutcome {
+        self.read_with(pid, deadline, self.world.reads).await
+    }
+
+    /// [`Client::read`] served as `reads` says, whatever the world's bug.
+    pub async fn read_with(&mut self, pid: u64, deadline: SimInstant, reads: Reads) -> ReadOutcome {
+        let stale = reads == Reads::Stale;
         let mut why = String::from("no attempt");
         while SimInstant::now() < deadline {
             let to = if stale {
@@ -180,7 +188,7 @@ impl Client {
                     if stale {
                         return Attempt::Done(read_local(&inc, pid));
                     }
-                    linearizable_read(&inc, to, pid).await
+                    linearizable_read(&inc, to, pid, reads).await
                 }),
             )
             .await;
@@ -221,7 +229,12 @@ fn read_local(inc: &Incarnation, pid: u64) -> Option<ExtentValue> {
     })
 }
 
-async fn linearizable_read(inc: &Incarnation, me: u64, pid: u64) -> Attempt<Option<ExtentValue>> {
+async fn linearizable_read(
+    inc: &Incarnation,
+    me: u64,
+    pid: u64,
+    reads: Reads,
+) -> Attempt<Option<ExtentValue>> {
     let (state, leader) = {
         let m = inc.raft.metrics();
         let m = m.borrow();
@@ -233,7 +246,7 @@ async fn linearizable_read(inc: &Incarnation, me: u64, pid: u64) -> Attempt<Opti
     // Not `ensure_linearizable()`: it waits through `Raft::wait`, whose
     // unbiased `tokio::select!` would bring tokio's RNG into the run.
     let read_index = match inc.raft.get_read_log_id().await {
-        Ok((read, _applied)) => read.map_or(0, |l| l.index),
+        Ok((read, _applied)) => read_target(&inc.raft, read, reads),
         Err(e) => return Attempt::Unknown(format!("leadership not confirmed: {}", short(&e))),
     };
     // Polled, not awaited on the metrics watch: see `runtime::Signal`.
@@ -247,6 +260,26 @@ async fn linearizable_read(inc: &Incarnation, me: u64, pid: u64) -> Attempt<Opti
         }
         sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// How reads are served: the real barrier, or one of the bugs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    Linearizable,
+    Stale,
+    FromCommittedHint,
+}
+
+/// The index the state machine must reach before a linearizable read or a
+/// leader's first decision: cairn-node's `linearizable::read_target` (the
+/// leader's last log index at confirmation), or with the
+/// `FromCommittedHint` bug openraft's read log id alone.
+pub(crate) fn read_target(raft: &SimRaft, read: Option<LogId>, reads: Reads) -> u64 {
+    let read = read.map(|l| l.index);
+    if reads == Reads::FromCommittedHint {
+        return read.unwrap_or(0);
+    }
+    cairn_node::linearizable::read_target(read, raft.metrics().borrow().last_log_index)
 }
 
 /// A deterministic, short reason (openraft's Display of some errors prints

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use openraft::{Config, SnapshotPolicy};
 
 use super::chunk;
-use super::client::Client;
+use super::client::{Client, Reads};
 use super::runtime::{self, lock, sleep, spawn, RunError, Signal, SimInstant};
 use super::store::DiskModel;
 use super::world::World;
@@ -71,7 +71,19 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
         Some(SimBug::AckBeforeFsync) => DiskModel::ack_before_fsync(),
         _ => DiskModel::honest(),
     };
-    let world = World::new(cfg.nodes.max(1), config, disk, &mut rng, cfg.keep_trace);
+    let reads = match cfg.bug {
+        Some(SimBug::StaleRead) => Reads::Stale,
+        Some(SimBug::ReadIndexFromHint) => Reads::FromCommittedHint,
+        _ => Reads::Linearizable,
+    };
+    let world = World::new(
+        cfg.nodes.max(1),
+        config,
+        disk,
+        &mut rng,
+        cfg.keep_trace,
+        reads,
+    );
     let main = {
         let (world, cfg) = (world.clone(), cfg.clone());
         async move { simulate(world, cfg, rng).await }
@@ -254,7 +266,6 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
         stop.clone(),
         faults_done.clone(),
     ));
-    let stale = cfg.bug == Some(SimBug::StaleRead);
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
         let client = Client::new(world.clone(), rng.fork(), format!("c{i}"));
@@ -265,7 +276,6 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
             CLIENTS,
             volume,
             budget.clone(),
-            stale,
         )));
     }
     for c in clients {

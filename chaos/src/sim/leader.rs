@@ -36,6 +36,7 @@ use cairn_state::{
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 
+use super::client::read_target;
 use super::runtime::Signal;
 use super::runtime::{elapsed_ns, lock, sleep, sleep_until, spawn, timeout, SimInstant};
 use super::sm::SmHandle;
@@ -187,10 +188,10 @@ impl Node {
         }
     }
 
-    /// `raft.ensure_linearizable()`: everything committed before is applied.
+    /// cairn-node's `linearizable::barrier`: the leader's log is applied.
     async fn confirm_leadership(&self) -> Result<(), String> {
         let read = match timeout(CONFIRM_TIMEOUT, self.raft.get_read_log_id()).await {
-            Ok(Ok((read, _))) => read.map_or(0, |l| l.index),
+            Ok(Ok((read, _))) => read_target(&self.raft, read, self.world.reads),
             Ok(Err(_)) => return Err("not leader".into()),
             Err(_) => return Err("leadership not confirmed in time".into()),
         };

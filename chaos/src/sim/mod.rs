@@ -63,6 +63,12 @@ pub enum SimBug {
     AckBeforeFsync,
     /// Reads served from any node's local state, with no leadership check.
     StaleRead,
+    /// Linearizable reads (and the leader's take-office barrier) wait only
+    /// for openraft's read log id, max(committed, first entry of the term),
+    /// trusting the committed index, which is saved as an unsynced hint: a
+    /// leader that loses it in a power loss and restarts still leader can
+    /// answer reads that miss its acknowledged writes.
+    ReadIndexFromHint,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,8 +8,9 @@
 //! real store's single writer thread), when the simulator says so: each
 //! write schedules an "fsync" after a seeded delay, and `fsync_through`
 //! makes that write and every earlier one durable, then completes them
-//! (`LogFlushed` for appends, a waiter for vote / committed / truncate /
-//! purge). A crash drops the queue: the view falls back to the durable image.
+//! (`LogFlushed` for appends, a waiter for vote / truncate / purge; the
+//! committed index is a hint nobody waits for, and it gets no fsync of its
+//! own). A crash drops the queue: the view falls back to the durable image.
 //!
 //! Every store handle carries the disk epoch it was opened at; a crash bumps
 //! the epoch, so the dead incarnation's late writes are refused instead of
@@ -238,6 +239,20 @@ impl Disk {
 /// Queues `write` on the disk and schedules its fsync. Returns `done` back
 /// when the disk crashed since `epoch` (the writer is a dead incarnation).
 fn submit(disk: &SharedDisk, epoch: u64, write: Write, done: Done) -> Result<(), Done> {
+    submit_as(disk, epoch, write, done, true)
+}
+
+/// [`submit`]; with `fsync` false the write gets no fsync of its own (the
+/// committed hint, written by the real store without one): it becomes
+/// durable only with the next write that does, as an unsynced RocksDB
+/// write waits in the page cache for the next WAL fsync.
+fn submit_as(
+    disk: &SharedDisk,
+    epoch: u64,
+    write: Write,
+    done: Done,
+    fsync: bool,
+) -> Result<(), Done> {
     let (seq, delay, early) = {
         let mut d = lock(disk);
         if d.epoch != epoch {
@@ -260,6 +275,12 @@ fn submit(disk: &SharedDisk, epoch: u64, write: Write, done: Done) -> Result<(),
         });
         (seq, delay, early)
     };
+    if !fsync {
+        if let Some(done) = early {
+            done.fire();
+        }
+        return Ok(());
+    }
     let disk = disk.clone();
     // Only a timer: dropping its handle detaches it.
     drop(spawn(async move {
@@ -354,10 +375,18 @@ impl RaftLogStorage<SimTypes> for LogStore {
         self.view(|v| v.vote)
     }
 
+    /// A hint, as in cairn-node's store: queued in order with the other
+    /// writes, not waited for and not fsync'd on its own; a crash before the
+    /// next fsync loses it.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_and_wait(Write::Committed(committed))
-            .await
-            .map_err(|e| sto(StorageIOError::write, e))
+        submit_as(
+            &self.disk,
+            self.epoch,
+            Write::Committed(committed),
+            Done::Nobody,
+            false,
+        )
+        .map_err(|_| sto(StorageIOError::write, crashed_err()))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

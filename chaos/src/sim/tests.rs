@@ -176,6 +176,29 @@ fn sim_finds_stale_reads() {
 }
 
 #[test]
+fn sim_finds_reads_that_trust_the_committed_hint() {
+    let base = SimConfig {
+        bug: Some(SimBug::ReadIndexFromHint),
+        faults: vec![Fault::CrashMajorityAfterAck, Fault::CrashLeader],
+        ..cfg(0, 3, 300)
+    };
+    // A leader crashed right after acknowledging writes restarts still
+    // leader (its vote was committed) with its committed hint lost.
+    let outs = run_many(1..21, &base);
+    let stale: Vec<&SimOutcome> = outs
+        .iter()
+        .filter(|o| o.violations.iter().any(|v| v.contains("stale read")))
+        .collect();
+    for o in &stale {
+        eprintln!("{}", summary(o));
+    }
+    assert!(
+        !stale.is_empty(),
+        "ReadIndexFromHint went unnoticed in seeds 1..21"
+    );
+}
+
+#[test]
 fn sim_a_stopped_chunk_expires_and_its_extents_are_recovered() {
     let (mut expired, mut finished) = (0, 0);
     for nodes in [3, 5] {
@@ -376,7 +399,7 @@ fn sim_buggy_disk_acks_before_the_data_is_durable() {
 /// A long sweep for local hunting (ignored by default): every seed of
 /// `SIM_SEEDS` (default 1..200) twice, 3 and 5 nodes, reporting hash
 /// mismatches (with the first differing trace line) and violations.
-/// `SIM_BUG=ack|stale` runs a bug instead.
+/// `SIM_BUG=ack|stale|hint` runs a bug instead.
 #[test]
 #[ignore]
 fn sim_sweep() {
@@ -386,6 +409,7 @@ fn sim_sweep() {
     let bug = match std::env::var("SIM_BUG").as_deref() {
         Ok("ack") => Some(SimBug::AckBeforeFsync),
         Ok("stale") => Some(SimBug::StaleRead),
+        Ok("hint") => Some(SimBug::ReadIndexFromHint),
         _ => None,
     };
     let mut mismatches = vec![];

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cairn_state::{Cmd, CmdError, CreateVolume, Provisioning, Reply, UpdateExtent};
 
-use super::client::{Client, ReadOutcome, WriteOutcome};
+use super::client::{Client, ReadOutcome, Reads, WriteOutcome};
 use super::runtime::{sleep, SimInstant};
 use super::world::World;
 use crate::history::{Op, Type};
@@ -179,7 +179,6 @@ pub async fn client_loop(
     clients: u64,
     volume: Volume,
     budget: Arc<Budget>,
-    stale_reads: bool,
 ) {
     let mut process = index;
     // The generation this client last saw per key (1 = a new extent's).
@@ -194,7 +193,7 @@ pub async fn client_loop(
         let kind = if client.rng().chance(0.4) {
             let op = Op::Read { pid, value: None };
             world.record(process, Type::Invoke, op, None);
-            match client.read(pid, deadline, stale_reads).await {
+            match client.read(pid, deadline).await {
                 ReadOutcome::Value(Some(v)) => {
                     known.insert(pid, v.generation);
                     let op = Op::Read {
@@ -304,7 +303,7 @@ pub async fn final_reads(
                 Op::Read { pid, value: None },
                 None,
             );
-            match client.read(pid, deadline, false).await {
+            match client.read_with(pid, deadline, Reads::Linearizable).await {
                 ReadOutcome::Value(Some(v)) => {
                     world.record(
                         FINAL_PROCESS,

@@ -25,6 +25,7 @@ use openraft::{BasicNode, Config};
 
 use cairn_node::copy_exec::FleetDisks;
 
+use super::client::Reads;
 use super::leader::{self, Node, NodeSvc};
 use super::network::SimNetwork;
 use super::runtime::{elapsed_ns, lock, sleep, spawn, Signal};
@@ -106,6 +107,8 @@ pub struct World {
     pub chunks: Mutex<BTreeMap<u32, ChunkCtl>>,
     /// The chunks' disks: copy times, chunk-side slots, copies started twice.
     pub disks: FleetDisks,
+    /// How reads and the leaders' take-office barrier wait (a bug or not).
+    pub reads: Reads,
 }
 
 /// A chunk's address on the simulated network (partitions name it).
@@ -128,6 +131,7 @@ impl World {
         disk: DiskModel,
         rng: &mut Rng,
         keep_trace: bool,
+        reads: Reads,
     ) -> Arc<World> {
         let ids: Vec<u64> = (1..=nodes).collect();
         let slots = ids
@@ -162,6 +166,7 @@ impl World {
             applied: SharedApplied::default(),
             chunks: Mutex::default(),
             disks: FleetDisks::new(super::chunk::CHUNK_SLOTS),
+            reads,
         })
     }
 

@@ -4,7 +4,7 @@
 //!
 //! | name | what breaks |
 //! |---|---|
-//! | `stale-read` | linearizable reads skip `ensure_linearizable`: any member answers from its local state |
+//! | `stale-read` | linearizable reads skip the read barrier (`linearizable.rs`): any member answers from its local state |
 
 /// Whether bug `name` is switched on in this process.
 pub fn active(name: &str) -> bool {

@@ -279,8 +279,7 @@ impl Runner {
     /// Re-stamps the running copies with `term` and rebuilds the scheduler
     /// from the state they are in.
     async fn take_office(&self, term: u64) -> Result<(), String> {
-        self.raft
-            .ensure_linearizable()
+        crate::linearizable::barrier(&self.raft)
             .await
             .map_err(|e| e.to_string())?;
         // Copies are new kinds of log entries: written only once every

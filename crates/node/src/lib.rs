@@ -7,6 +7,7 @@ pub mod client;
 pub mod copies;
 pub mod copy_exec;
 pub mod fleet;
+pub mod linearizable;
 pub mod meta_service;
 pub mod metrics;
 pub mod network;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use cairn_state::{ChunkState, Cmd, CmdError, Reply, TopoKind};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
 
@@ -11,6 +11,7 @@ use crate::store::sm::SmHandle;
 use crate::types::{self, pb, NodeId, Raft};
 
 use crate::copies::SchedHandle;
+use crate::linearizable::BarrierError;
 use crate::propose::{not_leader, Proposed, Proposer};
 pub use crate::propose::{now_ms, LEADER_KEY};
 use crate::sched_service;
@@ -52,9 +53,9 @@ impl MetaService {
         if crate::chaos_bug::active("stale-read") {
             return Ok(());
         }
-        match self.raft.ensure_linearizable().await {
+        match crate::linearizable::barrier(&self.raft).await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(&f)),
+            Err(BarrierError::NotLeader(f)) => Err(not_leader(&f)),
             Err(e) => Err(Status::unavailable(format!(
                 "linearizable read failed: {e}"
             ))),

@@ -23,14 +23,12 @@ const MAX_QUEUED_PROPOSALS: usize = 16_384;
 /// the next batch forms. One: classic group commit, every proposal that
 /// arrives during an entry's round trip rides in the next entry. Measured
 /// with `cairn bench write` (3 members sharing 2 cores and one disk, 5 s
-/// runs, while the committed pointer briefly skipped its fsync): 64 clients
-/// 18.5-19.0k writes/s at p99 5.5-6.1 ms with 1, 15.7-16.2k with 2,
-/// 11.5-14.9k at p99 7-8 ms with 4; 256 clients 37.7k / 33.3k / 32.7k; 16
-/// clients 4.6k / 5.1k / 4.8k. As shipped (synced pointer), 1 in flight
-/// against the old 4: 16.7-17.0k against 10.5-11.0k at 64 clients, side by
-/// side. Fewer, fuller entries mean fewer
-/// fsyncs on every member; with disks of their own and a real network a
-/// deeper pipeline may pay again: measure before raising it.
+/// runs, committed index saved as a hint): 64 clients 18.5-19.0k writes/s
+/// at p99 5.5-6.1 ms with 1, 15.7-16.2k with 2, 11.5-14.9k at p99 7-8 ms
+/// with 4; 256 clients 37.7k / 33.3k / 32.7k; 16 clients 4.6k / 5.1k /
+/// 4.8k. Fewer, fuller entries mean fewer fsyncs on every member; with
+/// disks of their own and a real network a deeper pipeline may pay again:
+/// measure before raising it.
 const MAX_ENTRIES_IN_FLIGHT: usize = 1;
 
 pub type Proposed = Result<(Vec<Result<cairn_state::Reply, cairn_state::CmdError>>, u64), Status>;

@@ -163,7 +163,7 @@ async fn run(
         };
         // Everything committed before this term must be applied before the
         // tracker reads the sessions and their last checkpoint.
-        if let Err(e) = raft.ensure_linearizable().await {
+        if let Err(e) = crate::linearizable::barrier(&raft).await {
             tracing::debug!(error = %e, "not leader after all; waiting");
             tokio::time::sleep(TICK).await;
             continue;

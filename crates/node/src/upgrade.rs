@@ -194,7 +194,7 @@ async fn gate(raft: Raft, sm: SmHandle, proposer: Proposer) {
             }
         };
         // Everything committed before this term is applied first.
-        if raft.ensure_linearizable().await.is_err() {
+        if crate::linearizable::barrier(&raft).await.is_err() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }

@@ -16,8 +16,11 @@
 //! appends, a oneshot reply for the others. Several appends queued during one
 //! fsync therefore share the next fsync (group commit), and a later write can
 //! never become durable before an earlier one, which is the ordering rule of
-//! `RaftLogStorage`. After a failed write the thread refuses every later job:
-//! writing past a failed batch could leave a hole in the log.
+//! `RaftLogStorage`. The committed index is the one exception to the sync:
+//! it is a restart hint (`save_committed`), so a batch of nothing but hints
+//! is written without an fsync, and its saver does not wait. After a failed
+//! write the thread refuses every later job: writing past a failed batch
+//! could leave a hole in the log.
 //!
 //! `append` returns as soon as its job is queued, but openraft requires its
 //! entries to be readable from then on. Readers therefore wait, before each
@@ -102,6 +105,9 @@ enum Op {
     /// `(index, encoded entry)`, in index order.
     Append(Vec<(u64, Vec<u8>)>),
     PutMeta(&'static [u8], Vec<u8>),
+    /// A `meta` key that is only a hint (the committed index): written in
+    /// order with the rest, but a batch holding only hints is not fsync'd.
+    PutHint(&'static [u8], Vec<u8>),
     /// Delete every entry with index >= this.
     Truncate(u64),
     /// Delete every entry with index <= `index` and record `log_id` (encoded)
@@ -381,7 +387,9 @@ fn write_group(db: &DB, jobs: &[Job], syncs: &AtomicU64) -> io::Result<()> {
     let (logs, meta) = (cf(db, CF_LOGS)?, cf(db, CF_META)?);
     let mut batch = WriteBatch::default();
     let mut appended = 0usize;
+    let mut sync = false;
     for job in jobs {
+        sync |= !matches!(job.op, Op::PutHint(..));
         match &job.op {
             Op::Append(entries) => {
                 appended += entries.len();
@@ -389,7 +397,7 @@ fn write_group(db: &DB, jobs: &[Job], syncs: &AtomicU64) -> io::Result<()> {
                     batch.put_cf(logs, index.to_be_bytes(), bytes);
                 }
             }
-            Op::PutMeta(key, bytes) => batch.put_cf(meta, key, bytes),
+            Op::PutMeta(key, bytes) | Op::PutHint(key, bytes) => batch.put_cf(meta, key, bytes),
             Op::Truncate(index) => {
                 // 9 bytes of 0xff sort after every 8-byte key: deletes up to
                 // and including index u64::MAX.
@@ -407,8 +415,11 @@ fn write_group(db: &DB, jobs: &[Job], syncs: &AtomicU64) -> io::Result<()> {
         return Ok(());
     }
     let mut wo = WriteOptions::default();
-    wo.set_sync(true);
+    wo.set_sync(sync);
     db.write_opt(batch, &wo).map_err(io::Error::other)?;
+    if !sync {
+        return Ok(());
+    }
     syncs.fetch_add(1, Ordering::Relaxed);
     let events = &crate::metrics::EVENTS;
     events.log_syncs.inc();
@@ -609,12 +620,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         let err = |e: String| sto_err(StorageIOError::write, format!("meta key `committed`: {e}"));
         let bytes = encode(&committed).map_err(|e| err(e.to_string()))?;
-        // Synced and awaited, although openraft's core waits for it before
-        // applying: a leader that restarts as leader takes its read index
-        // from this pointer, so a pointer behind an acknowledged write
-        // would let a linearizable read miss that write after a power loss.
-        self.write_and_wait(Op::PutMeta(KEY_COMMITTED, bytes))
-            .await
+        // A hint, queued and not awaited: openraft's core waits for this
+        // call before it applies, so a synced save would add a whole fsync
+        // to every commit round. Losing it in a power loss only makes the
+        // restart replay less; reads do not trust it (`linearizable.rs`).
+        let done: Done = Box::new(|result| {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "saving the committed index (a hint) failed");
+            }
+        });
+        self.submit(Op::PutHint(KEY_COMMITTED, bytes), done)
             .map_err(|e| err(e.to_string()))
     }
 
@@ -844,6 +859,27 @@ mod tests {
         assert_eq!(store.read_committed().await?, Some(log_id(7, 42)));
         store.save_committed(None).await?;
         assert_eq!(store.read_committed().await?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_committed_index_is_a_hint_written_without_its_own_sync() -> Result<(), StorageError>
+    {
+        let dir = TempDir::new().unwrap();
+        let mut store = open(&dir);
+        store.blocking_append(entries(1, 1..=3)).await?;
+        let syncs = store.sync_count();
+        assert!(syncs >= 1, "an append is synced");
+        for i in 1..=3 {
+            store.save_committed(Some(log_id(1, i))).await?;
+        }
+        // Readable at once (a read waits for the writer to take it) ...
+        assert_eq!(store.read_committed().await?, Some(log_id(1, 3)));
+        // ... but no fsync was spent on it.
+        assert_eq!(store.sync_count(), syncs);
+        // The next synced write carries it along, in order.
+        store.save_vote(&Vote::new(2, 1)).await?;
+        assert_eq!(store.sync_count(), syncs + 1);
         Ok(())
     }
 
