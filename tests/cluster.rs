@@ -157,6 +157,7 @@ async fn killing_the_leader_under_write_load_loses_no_acknowledged_write() {
 async fn a_whole_cluster_restart_from_disk_keeps_the_state() {
     let mut cluster = Cluster::start(3);
     cluster.wait_for_leader(Duration::from_secs(30)).await;
+    cluster.wait_settled(Duration::from_secs(30)).await;
     let index = write_chunks(&cluster, 20).await;
     let (_, digest) = cluster.wait_converged(index, Duration::from_secs(15)).await;
 
@@ -182,6 +183,7 @@ async fn a_whole_cluster_restart_from_disk_keeps_the_state() {
 async fn a_corrupt_snapshot_stops_the_member_naming_the_file_and_rewrites_nothing() {
     let mut cluster = Cluster::start_with(3, &["--snapshot-every", "5"]);
     cluster.wait_for_leader(Duration::from_secs(30)).await;
+    cluster.wait_settled(Duration::from_secs(30)).await;
     let index = write_chunks(&cluster, 20).await;
     cluster.wait_converged(index, Duration::from_secs(15)).await;
     let snapshot = cluster.members[1].dir.join("sm").join("snapshot");

@@ -295,6 +295,33 @@ impl Cluster {
             .collect()
     }
 
+    /// Waits until every member has advertised its version and the upgrade
+    /// gate has nothing left to activate: from then on only the test's own
+    /// writes change the state (under load a cluster may still be
+    /// advertising when its first writes are acknowledged).
+    pub async fn wait_settled(&self, within: Duration) {
+        let client = self.client();
+        wait_until(
+            within,
+            "every member advertised and no capability left to activate",
+            || async {
+                let r = client
+                    .upgrade_status(cairn_node::types::pb::UpgradeStatusRequest {})
+                    .await
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_str(&r.json).ok()?;
+                let advertised = v["members"]
+                    .as_array()?
+                    .iter()
+                    .all(|m| !m["version"].is_null());
+                let idle =
+                    v["pending"].as_array()?.is_empty() && v["activating"].as_array()?.is_empty();
+                (advertised && idle).then_some(())
+            },
+        )
+        .await
+    }
+
     /// Waits until every running member has applied the same index, at least
     /// `index`, with the same digest; returns (applied index, digest).
     pub async fn wait_converged(&self, index: u64, within: Duration) -> (u64, u64) {

@@ -87,6 +87,11 @@ pub async fn run(world: Arc<World>, cid: Cid, mut session_id: u64, lease_ms: u64
     let space = space();
     // The setup reported it with the session, as a registration does.
     let mut acked_space = Some(space);
+    // The chunk knows the setup's session as if its registration's reply
+    // had come now (the checks count only sessions a chunk knew).
+    if let Some(c) = lock(&world.chunks).get_mut(&cid) {
+        c.last_ack.entry(session_id).or_insert_with(elapsed_ns);
+    }
     // As after a registration: the first keepalive one interval later (the
     // leader's tracker learns of the setup's sessions at its next tick).
     sleep(interval).await;
@@ -180,6 +185,11 @@ pub async fn run(world: Arc<World>, cid: Cid, mut session_id: u64, lease_ms: u64
                         c.lost += 1;
                     }
                     session_id = 0;
+                    continue;
+                }
+                Ok(Some(Err(ChunkError::Renewing(_)))) => {
+                    // `fleet.rs`: the same member again, shortly.
+                    sleep(RETRY).await;
                     continue;
                 }
                 Ok(Some(Err(e))) => {

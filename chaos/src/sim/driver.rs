@@ -7,6 +7,7 @@
 //! timeouts, the network, each disk, the nemesis, each client), so a change
 //! in how much one part draws does not reshuffle the others.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -312,7 +313,8 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
     for cid in stopped {
         world.set_chunk_stopped(cid, false);
     }
-    if !replicated(&world, REPLICATION_WITHIN).await {
+    let healed_ns = runtime::elapsed_ns();
+    if !replicated(&world, REPLICATION_WITHIN, healed_ns).await {
         world.trace(format_args!("not fully replicated after healing"));
     }
     let converged = converge(&world, Duration::from_secs(30)).await;
@@ -360,15 +362,28 @@ async fn simulate(world: Arc<World>, cfg: SimConfig, mut rng: Rng) -> Finished {
 const REPLICATION_WITHIN: Duration = Duration::from_secs(60);
 
 /// Waits until the leader's state has every extent at its volume's replica
-/// count, all alive, and no copy running, twice in a row (250 ms apart).
-async fn replicated(world: &Arc<World>, within: Duration) -> bool {
+/// count, all alive, and no copy running, twice in a row (250 ms apart),
+/// with every chunk heard since `healed_ns` on the session the state has
+/// for it: until then an expiry may still be due (silence before the heal
+/// counts against a lease) and take replicas away after the check.
+async fn replicated(world: &Arc<World>, within: Duration, healed_ns: u64) -> bool {
     let deadline = SimInstant::now() + within;
     let mut stable = 0;
     while SimInstant::now() < deadline {
         sleep(Duration::from_millis(250)).await;
+        let last_acks: Vec<(u32, BTreeMap<u64, u64>)> = lock(&world.chunks)
+            .iter()
+            .map(|(&cid, c)| (cid, c.last_ack.clone()))
+            .collect();
         let full = world.leader().is_some_and(|(_, inc)| {
             let d = lock(&inc.sm);
-            d.state.copies().next().is_none()
+            let heard = last_acks.iter().all(|(cid, acks)| {
+                d.state
+                    .session(*cid)
+                    .is_some_and(|s| acks.get(&s.session_id).is_some_and(|&at| at >= healed_ns))
+            });
+            heard
+                && d.state.copies().next().is_none()
                 && d.state.extents().all(|e| {
                     let n = usize::from(e.volume.replicas);
                     e.loc().len() == n && e.alive_loc().len() == n

@@ -29,7 +29,9 @@ use std::time::Duration;
 use cairn_node::copies::{kind_pb, plan_round, Batch, What};
 use cairn_node::types::pb;
 use cairn_node::upgrade::effective_lease_ms;
-use cairn_sched::{keepalive_interval_ms, SchedConfig, Scheduler, SessionTracker, TrackerConfig};
+use cairn_sched::{
+    keepalive_interval_ms, KeepAliveError, SchedConfig, Scheduler, SessionTracker, TrackerConfig,
+};
 use cairn_state::{
     ChunkSpaceInfo, Cid, Cmd, CmdError, FinishCopy, Reply, State, EXTENT_SIZE_BYTES,
 };
@@ -412,6 +414,8 @@ pub enum ChunkError {
     NotLeader(Option<u64>),
     /// Leader, but not serving yet (or a proposal failed): retry.
     Unavailable(String),
+    /// `Aborted`: renewed, not acknowledged yet; retry the same member.
+    Renewing(String),
 }
 
 /// A keepalive reply (`KeepAliveResponse`).
@@ -441,9 +445,10 @@ pub fn keepalive(
     results: Vec<pb::CommandResult>,
 ) -> Result<KeepAliveReply, ChunkError> {
     let renewed = node.with_tracker(|t, now| {
-        let lease_ms = t
-            .keepalive(now, cid, session_id)
-            .map_err(|e| ChunkError::NotFound(e.to_string()))?;
+        let lease_ms = t.keepalive(now, cid, session_id).map_err(|e| match e {
+            KeepAliveError::Renewing { .. } => ChunkError::Renewing(e.to_string()),
+            _ => ChunkError::NotFound(e.to_string()),
+        })?;
         if let Some(space) = space {
             t.report_space(cid, session_id, space);
         }

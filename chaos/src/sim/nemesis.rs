@@ -7,11 +7,12 @@
 //! move the chunks to a new one, and `StopChunk` silences one chunk for
 //! longer than the lease.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::runtime::{sleep, timeout, Signal};
+use super::runtime::{elapsed_ns, lock, sleep, timeout, Signal};
 use super::world::{chunk_addr, World};
 use crate::history::{Op, Type, NEMESIS_PROCESS};
 use crate::rng::Rng;
@@ -33,8 +34,9 @@ pub enum Fault {
     CrashMajorityAfterAck,
     /// Stop a chunk for longer than its lease (its session expires, its
     /// replicas stop being alive), then start it again. Only a chunk whose
-    /// every alive replica has another alive one beside it: the nemesis
-    /// never takes an extent's last alive replica.
+    /// every alive replica has another alive one beside it, on a chunk not
+    /// itself stopped or cut lately: the nemesis never takes an extent's
+    /// last alive replica (see [`spares_last_replicas`]).
     StopChunk,
 }
 
@@ -138,20 +140,66 @@ async fn restart_all(world: &Arc<World>, ids: &[u64]) -> String {
     }
 }
 
+/// Chunks whose session may be lost soon, counted as gone already when the
+/// nemesis decides what else it may stop or cut: stopped or cut now, or
+/// stopped or cut within the last lease. A cut shorter than the lease still
+/// leaves silence that checkpoints carry to the next leader, and it adds up
+/// with the next cut: consecutive partitions (with a leader change between)
+/// expire a chunk that no single fault held for a lease.
+fn shaky_chunks(world: &World) -> BTreeSet<u32> {
+    let now = elapsed_ns();
+    let recent = super::workload::LEASE_MS * 1_000_000;
+    lock(&world.chunks)
+        .iter()
+        .filter(|(_, c)| {
+            c.stopped
+                || c.stops
+                    .iter()
+                    .chain(&c.cuts)
+                    .any(|&(_, until)| until.is_none_or(|u| now.saturating_sub(u) < recent))
+        })
+        .map(|(&cid, _)| cid)
+        .collect()
+}
+
+/// The state the nemesis judges replicas by: the leader's, else the most
+/// applied one among the members up.
+fn latest_state(world: &World) -> Option<super::world::Incarnation> {
+    if let Some((_, inc)) = world.leader() {
+        return Some(inc);
+    }
+    world
+        .ids
+        .iter()
+        .filter_map(|&id| world.incarnation(id))
+        .max_by_key(|inc| lock(&inc.sm).last_applied.map_or(0, |l| l.index))
+}
+
+/// Whether every extent keeps an alive replica on a chunk outside `gone`
+/// (as `inc`'s state has them): the nemesis never takes an extent's last
+/// alive replica, by a stop or by a partition.
+fn spares_last_replicas(inc: &super::world::Incarnation, gone: &BTreeSet<u32>) -> bool {
+    let d = lock(&inc.sm);
+    let spared = d
+        .state
+        .extents()
+        .all(|e| e.alive_loc().iter().any(|c| !gone.contains(c)));
+    spared
+}
+
 /// The chunks the nemesis may stop now: running, and none holds the last
-/// alive replica of an extent (as the leader's state has them).
+/// alive replica of an extent outside the shaky chunks.
 fn stoppable_chunks(world: &World) -> Vec<u32> {
-    let Some((_, inc)) = world.leader() else {
+    let Some(inc) = world.leader().map(|(_, inc)| inc) else {
         return vec![];
     };
-    let d = super::runtime::lock(&inc.sm);
+    let shaky = shaky_chunks(world);
     (1..=super::workload::CHUNKS)
         .filter(|&cid| !world.chunk_stopped(cid))
         .filter(|&cid| {
-            d.state.extents().all(|e| {
-                let alive = e.alive_loc();
-                !alive.contains(&cid) || alive.len() >= 2
-            })
+            let mut gone = shaky.clone();
+            gone.insert(cid);
+            spares_last_replicas(&inc, &gone)
         })
         .collect()
 }
@@ -181,15 +229,30 @@ async fn inject(world: &Arc<World>, rng: &mut Rng, fault: Fault) {
                 .copied()
                 .filter(|i| !minority.contains(i))
                 .collect();
-            // Each chunk on one side (a third of them with the minority).
+            // Each chunk on one side (a third of them with the minority),
+            // but never one whose cut could take an extent's last alive
+            // replica (it stays with the majority: "spared").
             let (mut small, mut large) = (minority.clone(), majority.clone());
-            let mut cut = vec![];
+            let (mut cut, mut spared) = (vec![], vec![]);
+            let state = latest_state(world);
+            let mut gone = shaky_chunks(world);
             for cid in 1..=super::workload::CHUNKS {
-                if rng.chance(1.0 / 3.0) {
+                if !rng.chance(1.0 / 3.0) {
+                    large.push(chunk_addr(cid));
+                    continue;
+                }
+                let mut with = gone.clone();
+                with.insert(cid);
+                if state
+                    .as_ref()
+                    .is_some_and(|inc| spares_last_replicas(inc, &with))
+                {
+                    gone = with;
                     small.push(chunk_addr(cid));
                     cut.push(cid);
                 } else {
                     large.push(chunk_addr(cid));
+                    spared.push(cid);
                 }
             }
             record(
@@ -197,7 +260,9 @@ async fn inject(world: &Arc<World>, rng: &mut Rng, fault: Fault) {
                 Type::Invoke,
                 fault,
                 &minority,
-                format!("{minority:?} | {majority:?}, chunks {cut:?} with the minority"),
+                format!(
+                    "{minority:?} | {majority:?}, chunks {cut:?} with the minority (spared {spared:?})"
+                ),
             );
             world.partition(&small, &large);
             sleep(hold).await;

@@ -3,7 +3,7 @@
 //! Only the leader serves sessions. Register is a Raft write (it opens a
 //! session); KeepAlive is answered from the leader's tracker in memory.
 
-use cairn_sched::keepalive_interval_ms;
+use cairn_sched::{keepalive_interval_ms, KeepAliveError};
 use cairn_state::{ChunkSpaceInfo, ChunkState, Cmd, Reply};
 use openraft::error::ForwardToLeader;
 use std::collections::HashSet;
@@ -353,7 +353,7 @@ pub fn renew_all(
             let space = checked_space(r.space.as_ref())?;
             let lease_ms = t
                 .keepalive(now, r.cid, r.session_id)
-                .map_err(|e| Status::not_found(e.to_string()))?;
+                .map_err(keepalive_refused)?;
             if let Some(space) = space {
                 t.report_space(r.cid, r.session_id, space);
             }
@@ -368,6 +368,18 @@ pub fn renew_all(
         .collect()
     });
     renewed.unwrap_or_else(|| vec![Err(not_serving(raft)); n])
+}
+
+/// A refused keepalive as the chunk must read it: `NOT_FOUND`, register
+/// again; `ABORTED`, renewed but not acknowledged (its lease is not
+/// extended): send it again to the same member shortly.
+fn keepalive_refused(e: KeepAliveError) -> Status {
+    match e {
+        KeepAliveError::Renewing { .. } => Status::aborted(e.to_string()),
+        KeepAliveError::NoSession { .. } | KeepAliveError::Expired { .. } => {
+            Status::not_found(e.to_string())
+        }
+    }
 }
 
 /// Why a member cannot serve sessions right now: the leader's address for

@@ -707,6 +707,14 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<Sta
                     interval = Duration::from_millis(r.keepalive_ms.max(50));
                     conn.leader = Some(addr);
                 }
+                Err(s) if s.code() == Code::Aborted => {
+                    // Renewed but not acknowledged yet (meta is replicating
+                    // that this silent session is back): the same member,
+                    // shortly; the lease is not extended until then.
+                    tracing::debug!(cid = c.cid(), error = %s.message(), "keepalive renewing; again shortly");
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
                 Err(s) if s.code() == Code::NotFound => {
                     tracing::debug!(cid = c.cid(), error = %s.message(), "session over; registering again");
                     exec.emit(c.cid(), SessionEventKind::Lost, session_id, last_ack_ms);

@@ -24,7 +24,11 @@
 //! - while some session is listed, the leader replicates a checkpoint every
 //!   `checkpoint_every_ms`; when a listed session renews, at once (so a new
 //!   leader never inherits a stale silence for a session that is back); with
-//!   every session fresh, nothing at all.
+//!   every session fresh, nothing at all;
+//! - a listed session's keepalive is acknowledged only once a checkpoint
+//!   clearing it is applied (`KeepAliveError::Renewing` until then): a chunk
+//!   is never promised a lease that a new leader, going by the recorded
+//!   silence, would cut short.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -80,6 +84,12 @@ pub enum KeepAliveError {
     },
     #[error("session {session_id} of chunk {cid} has expired; register again")]
     Expired { cid: Cid, session_id: SessionId },
+    /// Renewed in the tracker, but not acknowledged yet: a checkpoint that
+    /// records silence for it is replicated (or on its way), and a leader
+    /// taking over from it would cut the chunk's lease short. The chunk
+    /// retries shortly, once a checkpoint clearing it is applied.
+    #[error("session {session_id} of chunk {cid} was checkpointed as silent; its renewal is being replicated, retry")]
+    Renewing { cid: Cid, session_id: SessionId },
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +105,9 @@ struct Tracked {
     inherited_ms: u64,
     /// Heard from since this leader took office (or opened under it).
     heard: bool,
+    /// The applied state records silence for it (the last checkpoint
+    /// applied listed it).
+    checkpointed: bool,
     expiry_proposed_ms: Option<u64>,
     /// The latest space report not yet replicated.
     /// (Boxed, like `space_written`: keepalives touch only the fields
@@ -170,6 +183,7 @@ impl SessionTracker {
             let inherited = s.silent_ms.min(s.lease_ms.saturating_sub(cfg.min_grace_ms));
             let mut tracked = t.fresh(s, now, inherited);
             tracked.heard = false;
+            tracked.checkpointed = s.silent_ms > 0;
             t.sessions.insert(s.cid, tracked);
             if s.silent_ms > 0 {
                 t.listed.insert(s.cid, s.session_id);
@@ -186,6 +200,7 @@ impl SessionTracker {
             last_seen_ms: now,
             inherited_ms,
             heard: true,
+            checkpointed: false,
             expiry_proposed_ms: None,
             space: None,
             space_written: None,
@@ -193,12 +208,18 @@ impl SessionTracker {
     }
 
     /// Follows the replicated sessions: a session opened since is fresh (its
-    /// chunk just registered), one that ended is forgotten.
+    /// chunk just registered), one that ended is forgotten, and whether the
+    /// applied checkpoint records silence for each is noted.
     pub fn sync<'a>(&mut self, now: u64, live: impl IntoIterator<Item = &'a Session>) {
         let mut seen = std::collections::HashSet::new();
         for s in live {
             seen.insert(s.cid);
             self.opened(now, s);
+            if let Some(t) = self.sessions.get_mut(&s.cid) {
+                if t.session_id == s.session_id {
+                    t.checkpointed = s.silent_ms > 0;
+                }
+            }
         }
         self.sessions.retain(|cid, _| seen.contains(cid));
     }
@@ -219,6 +240,12 @@ impl SessionTracker {
 
     /// A keepalive from `cid` for `session_id`: renews it, or tells the chunk
     /// to register again. Returns the session's lease.
+    ///
+    /// A session that a checkpoint lists (applied, or proposed by this
+    /// leader) is renewed here but not acknowledged (`Renewing`) until a
+    /// checkpoint clearing it is applied: a leader taking over would give
+    /// it only its lease less the recorded silence, and could expire it
+    /// before the end of the lease the chunk was just promised.
     pub fn keepalive(
         &mut self,
         now: u64,
@@ -243,8 +270,9 @@ impl SessionTracker {
         t.last_seen_ms = now;
         t.inherited_ms = 0;
         t.heard = true;
-        if self.listed.get(&cid) == Some(&session_id) {
+        if self.listed.get(&cid) == Some(&session_id) || t.checkpointed {
             self.listed_renewed = true;
+            return Err(KeepAliveError::Renewing { cid, session_id });
         }
         Ok(t.lease_ms)
     }
