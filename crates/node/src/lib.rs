@@ -18,6 +18,7 @@ pub mod sched_service;
 pub mod session_wire;
 pub mod sessions;
 pub mod store;
+pub mod tls;
 pub mod types;
 pub mod upgrade;
 pub mod views;

@@ -18,6 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_etcd;
+mod cert_cli;
 mod cli;
 mod dev;
 mod fleet_cli;
@@ -212,6 +213,17 @@ enum Command {
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
+    },
+    /// Certificates for mutual TLS: the cluster's CA, and one identity
+    /// (member, chunk, admin or reader) per directory (docs/security.md).
+    ///
+    ///   cairn cert init --dir ca
+    ///   cairn cert issue --ca ca --role member:1 --out member-1
+    ///   cairn cert show member-1
+    #[command(verbatim_doc_comment)]
+    Cert {
+        #[command(subcommand)]
+        cmd: cert_cli::CertCmd,
     },
     /// Pure simulations that run the real planners (no cluster needed).
     Sim {
@@ -520,6 +532,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Debug { cmd } => debug(cmd),
         Command::Sim { cmd } => sim_cli::run(cmd, cli.json),
+        Command::Cert { cmd } => cert_cli::run(cmd, cli.json),
         Command::Bench {
             cmd: BenchCmd::CompareEtcd(args),
         } => bench_etcd::compare(args, cli.json).await,
