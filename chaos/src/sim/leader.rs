@@ -283,7 +283,12 @@ fn tracker_config(lease_ms: u64) -> TrackerConfig {
 /// `sessions.rs` run(): tracks sessions while this incarnation leads.
 pub async fn run_sessions(node: Node) {
     while let Some(term) = node.wait_leader().await {
-        if let Err(why) = node.confirm_leadership().await {
+        // `sessions.rs`: an earlier tracker's proposals are behind us first.
+        let drained = match node.propose(Vec::new()).await {
+            Ok(_) => node.confirm_leadership().await,
+            Err(why) => Err(why),
+        };
+        if let Err(why) = drained {
             node.trace(format_args!("sessions: not leader after all: {why}"));
             sleep(TICK).await;
             continue;
@@ -326,12 +331,12 @@ async fn lead_sessions(node: &Node, term: u64) {
         tracker,
     }));
     // One proposal at a time, in order (the node's submitter task).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Cmd>>(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Cmd>, Option<u64>)>(64);
     let stopped = Arc::new(AtomicBool::new(false));
     let submitter = {
         let (node, stopped) = (node.clone(), stopped.clone());
         spawn(async move {
-            while let Some(cmds) = rx.recv().await {
+            while let Some((cmds, checkpoint)) = rx.recv().await {
                 if stopped.load(Ordering::SeqCst) {
                     return; // the node aborts its submitter
                 }
@@ -340,6 +345,8 @@ async fn lead_sessions(node: &Node, term: u64) {
                 }
                 if node.propose(cmds.clone()).await.is_err() {
                     node.with_tracker(|t, _| t.proposal_failed(&cmds));
+                } else if let Some(seq) = checkpoint {
+                    node.with_tracker(|t, _| t.checkpoint_applied(seq));
                 }
             }
         })
@@ -374,7 +381,12 @@ async fn lead_sessions(node: &Node, term: u64) {
                     }
                     applied = d.last_applied;
                 }
-                Ok(t.tick(now))
+                let cmds = t.tick(now);
+                let checkpoint = cmds
+                    .iter()
+                    .any(|c| matches!(c, Cmd::SessionCheckpoint { .. }))
+                    .then(|| t.checkpoints_proposed());
+                Ok((cmds, checkpoint))
             })
         };
         match ticked {
@@ -385,10 +397,10 @@ async fn lead_sessions(node: &Node, term: u64) {
                 ));
                 break;
             }
-            Some(Ok(cmds)) if cmds.is_empty() => {}
-            Some(Ok(cmds)) => {
-                if let Err(e) = tx.try_send(cmds) {
-                    let cmds = match e {
+            Some(Ok((cmds, _))) if cmds.is_empty() => {}
+            Some(Ok(batch)) => {
+                if let Err(e) = tx.try_send(batch) {
+                    let (cmds, _) = match e {
                         tokio::sync::mpsc::error::TrySendError::Full(c)
                         | tokio::sync::mpsc::error::TrySendError::Closed(c) => c,
                     };

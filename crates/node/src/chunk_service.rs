@@ -312,14 +312,16 @@ impl pb::chunk_server::Chunk for ChunkService {
         }
         let (raft, sessions) = (self.raft.clone(), self.sessions.clone());
         // Each message is answered as a unary KeepAlive would be; the first
-        // error ends the stream with that status.
+        // error other than ABORTED ends the stream with that status.
         let replies = request.into_inner().scan(false, move |failed, msg| {
             let reply = match (*failed, msg) {
                 (true, _) => None,
                 (false, Err(status)) => Some(Err(status)),
                 (false, Ok(req)) => Some(renew(&raft, &sessions, req)),
             };
-            *failed = matches!(reply, Some(Err(_)));
+            // ABORTED (renewing) asks for the same keepalive again soon:
+            // the stream stays open for it.
+            *failed = matches!(&reply, Some(Err(s)) if s.code() != tonic::Code::Aborted);
             futures::future::ready(reply)
         });
         Ok(Response::new(Box::pin(replies)))

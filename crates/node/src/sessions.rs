@@ -161,6 +161,15 @@ async fn run(
                 return; // Raft shut down
             }
         };
+        // What an earlier tracker of this member may have left in the
+        // batcher's queue (its submitter is aborted, not its proposals)
+        // must not commit after this tracker acknowledges a keepalive: an
+        // empty proposal goes through the FIFO batcher behind it.
+        if let Err(e) = proposer.submit(Vec::new()).await {
+            tracing::debug!(error = %e.message(), "not leader after all; waiting");
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
         // Everything committed before this term must be applied before the
         // tracker reads the sessions and their last checkpoint.
         if let Err(e) = crate::linearizable::barrier(&raft).await {
@@ -212,16 +221,21 @@ async fn lead(
     // The tracker's commands go through one task, in order, one proposal at
     // a time: a later checkpoint never overtakes an earlier one, and a
     // proposal that fails is reported back so the tracker says it again.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Cmd>>(64);
+    // With each batch: the number of the checkpoint in it, reported back
+    // once applied (keepalives of the sessions it did not list may then be
+    // acknowledged again).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Cmd>, Option<u64>)>(64);
     let submitter = {
         let (raft, proposer, sessions) = (raft.clone(), proposer.clone(), sessions.clone());
         tokio::spawn(async move {
-            while let Some(cmds) = rx.recv().await {
+            while let Some((cmds, checkpoint)) = rx.recv().await {
                 if !leads(&raft, term) {
                     continue; // decided in a term this member no longer leads
                 }
                 if !propose(&proposer, term, &cmds).await {
                     sessions.with_tracker(|t, _| t.proposal_failed(&cmds));
+                } else if let Some(seq) = checkpoint {
+                    sessions.with_tracker(|t, _| t.checkpoint_applied(seq));
                 }
             }
         })
@@ -258,7 +272,12 @@ async fn lead(
                     }
                     applied = d.last_applied;
                 }
-                Ok(t.tick(now))
+                let cmds = t.tick(now);
+                let checkpoint = cmds
+                    .iter()
+                    .any(|c| matches!(c, Cmd::SessionCheckpoint { .. }))
+                    .then(|| t.checkpoints_proposed());
+                Ok((cmds, checkpoint))
             })
         };
         match ticked {
@@ -271,10 +290,10 @@ async fn lead(
                 );
                 break;
             }
-            Some(Ok(cmds)) if cmds.is_empty() => {}
-            Some(Ok(cmds)) => {
-                if let Err(e) = tx.try_send(cmds) {
-                    let cmds = match e {
+            Some(Ok((cmds, _))) if cmds.is_empty() => {}
+            Some(Ok(batch)) => {
+                if let Err(e) = tx.try_send(batch) {
+                    let (cmds, _) = match e {
                         tokio::sync::mpsc::error::TrySendError::Full(c)
                         | tokio::sync::mpsc::error::TrySendError::Closed(c) => c,
                     };

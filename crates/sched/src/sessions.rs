@@ -105,9 +105,11 @@ struct Tracked {
     inherited_ms: u64,
     /// Heard from since this leader took office (or opened under it).
     heard: bool,
-    /// The applied state records silence for it (the last checkpoint
-    /// applied listed it).
-    checkpointed: bool,
+    /// The last checkpoint that listed it: 0 the one this leader inherited
+    /// (the applied state recorded silence for it), k this leader's k-th.
+    /// Until a later checkpoint of this leader is applied, a leader taking
+    /// over may go by that silence.
+    listed_in: Option<u64>,
     expiry_proposed_ms: Option<u64>,
     /// The latest space report not yet replicated.
     /// (Boxed, like `space_written`: keepalives touch only the fields
@@ -150,6 +152,10 @@ pub struct SessionTracker {
     last_checkpoint_ms: Option<u64>,
     /// A listed session renewed: replicate a checkpoint at the next tick.
     listed_renewed: bool,
+    /// Checkpoints this leader proposed, and the last of them known applied
+    /// (`checkpoint_applied`): they are applied in the order proposed.
+    checkpoints_proposed: u64,
+    checkpoints_applied: u64,
     /// When this leader took office.
     office_ms: u64,
     /// Nothing can fall due before this instant: `tick` skips its scan of
@@ -173,6 +179,8 @@ impl SessionTracker {
             listed: BTreeMap::new(),
             last_checkpoint_ms: None,
             listed_renewed: false,
+            checkpoints_proposed: 0,
+            checkpoints_applied: 0,
             office_ms: now,
             next_scan_ms: 0,
             dirty: true,
@@ -183,7 +191,7 @@ impl SessionTracker {
             let inherited = s.silent_ms.min(s.lease_ms.saturating_sub(cfg.min_grace_ms));
             let mut tracked = t.fresh(s, now, inherited);
             tracked.heard = false;
-            tracked.checkpointed = s.silent_ms > 0;
+            tracked.listed_in = (s.silent_ms > 0).then_some(0);
             t.sessions.insert(s.cid, tracked);
             if s.silent_ms > 0 {
                 t.listed.insert(s.cid, s.session_id);
@@ -200,7 +208,7 @@ impl SessionTracker {
             last_seen_ms: now,
             inherited_ms,
             heard: true,
-            checkpointed: false,
+            listed_in: None,
             expiry_proposed_ms: None,
             space: None,
             space_written: None,
@@ -208,18 +216,12 @@ impl SessionTracker {
     }
 
     /// Follows the replicated sessions: a session opened since is fresh (its
-    /// chunk just registered), one that ended is forgotten, and whether the
-    /// applied checkpoint records silence for each is noted.
+    /// chunk just registered), one that ended is forgotten.
     pub fn sync<'a>(&mut self, now: u64, live: impl IntoIterator<Item = &'a Session>) {
         let mut seen = std::collections::HashSet::new();
         for s in live {
             seen.insert(s.cid);
             self.opened(now, s);
-            if let Some(t) = self.sessions.get_mut(&s.cid) {
-                if t.session_id == s.session_id {
-                    t.checkpointed = s.silent_ms > 0;
-                }
-            }
         }
         self.sessions.retain(|cid, _| seen.contains(cid));
     }
@@ -241,11 +243,12 @@ impl SessionTracker {
     /// A keepalive from `cid` for `session_id`: renews it, or tells the chunk
     /// to register again. Returns the session's lease.
     ///
-    /// A session that a checkpoint lists (applied, or proposed by this
-    /// leader) is renewed here but not acknowledged (`Renewing`) until a
-    /// checkpoint clearing it is applied: a leader taking over would give
-    /// it only its lease less the recorded silence, and could expire it
-    /// before the end of the lease the chunk was just promised.
+    /// A session that a checkpoint lists (the inherited one, or any this
+    /// leader proposed, applied or not) is renewed here but not
+    /// acknowledged (`Renewing`) until a later checkpoint of this leader is
+    /// applied (`checkpoint_applied`): a leader taking over would give it
+    /// only its lease less the recorded silence, and could expire it before
+    /// the end of the lease the chunk was just promised.
     pub fn keepalive(
         &mut self,
         now: u64,
@@ -270,7 +273,7 @@ impl SessionTracker {
         t.last_seen_ms = now;
         t.inherited_ms = 0;
         t.heard = true;
-        if self.listed.get(&cid) == Some(&session_id) || t.checkpointed {
+        if t.listed_in.is_some_and(|k| k >= self.checkpoints_applied) {
             self.listed_renewed = true;
             return Err(KeepAliveError::Renewing { cid, session_id });
         }
@@ -405,9 +408,30 @@ impl SessionTracker {
             self.listed = silent.iter().map(|s| (s.cid, s.session_id)).collect();
             self.last_checkpoint_ms = Some(now);
             self.listed_renewed = false;
+            self.checkpoints_proposed += 1;
+            for l in &silent {
+                if let Some(t) = self.sessions.get_mut(&l.cid) {
+                    if t.session_id == l.session_id {
+                        t.listed_in = Some(self.checkpoints_proposed);
+                    }
+                }
+            }
             cmds.push(Cmd::SessionCheckpoint { silent });
         }
         cmds
+    }
+
+    /// How many checkpoints this leader has proposed: the number of the last
+    /// one `tick` returned, to report with [`Self::checkpoint_applied`].
+    pub fn checkpoints_proposed(&self) -> u64 {
+        self.checkpoints_proposed
+    }
+
+    /// This leader's `seq`-th checkpoint is applied (so is every earlier
+    /// one that will ever be: they were proposed in order). A session it
+    /// did not list may have its keepalives acknowledged again.
+    pub fn checkpoint_applied(&mut self, seq: u64) {
+        self.checkpoints_applied = self.checkpoints_applied.max(seq);
     }
 
     /// Commands `tick` returned were not committed (the proposal failed or

@@ -114,8 +114,20 @@ fn tick(tracker: &mut SessionTracker, rep: &mut Replicated, now: u64) -> Vec<Cmd
     for cmd in &cmds {
         rep.apply(now, cmd);
     }
+    report_applied(tracker, &cmds);
     tracker.sync(now, rep.state.sessions());
     cmds
+}
+
+/// Tells the tracker its checkpoint in `cmds` (if any) is applied, as the
+/// leader's submitter does once the proposal returns.
+fn report_applied(tracker: &mut SessionTracker, cmds: &[Cmd]) {
+    if cmds
+        .iter()
+        .any(|c| matches!(c, Cmd::SessionCheckpoint { .. }))
+    {
+        tracker.checkpoint_applied(tracker.checkpoints_proposed());
+    }
 }
 
 fn expiries(cmds: &[Cmd]) -> Vec<(Cid, SessionId)> {
@@ -668,6 +680,40 @@ fn a_listed_session_that_renews_leaves_the_checkpoint_at_the_next_tick() {
 }
 
 #[test]
+fn a_keepalive_waits_for_every_checkpoint_listing_it_to_be_superseded_by_an_applied_one() {
+    // given b heard at 0 and silent since, and commits slower than a tick:
+    // the checkpoint of 4 s (listing b) is proposed but not applied
+    let mut rep = Replicated::new();
+    let (b, sb) = rep.chunk(0, LEASE);
+    let mut tracker = leader(&rep, LEASE, 0);
+    keepalive_ok(&mut tracker, 0, b, sb);
+    for t in (0..4_000).step_by(TICK_MS as usize) {
+        assert_eq!(tick(&mut tracker, &mut rep, t), vec![], "{t} ms");
+    }
+    let c1 = tracker.tick(4_000);
+    assert_eq!(c1, vec![checkpoint(&[(b, sb, 4_000)])]);
+    let first = tracker.checkpoints_proposed();
+    // when b is back: not acknowledged, and the next tick proposes a
+    // checkpoint without it, still not applied either
+    keepalive_renewing(&mut tracker, 4_050, b, sb);
+    let c2 = tracker.tick(4_100);
+    assert_eq!(c2, vec![checkpoint(&[])]);
+    let second = tracker.checkpoints_proposed();
+    // then b's keepalives stay unacknowledged while the checkpoint listing
+    // it could still commit after them (a leader taking over would then go
+    // by its silence) ...
+    keepalive_renewing(&mut tracker, 4_150, b, sb);
+    rep.apply(4_200, &c1[0]);
+    tracker.checkpoint_applied(first);
+    keepalive_renewing(&mut tracker, 4_250, b, sb);
+    // ... until the one without it is applied
+    rep.apply(4_300, &c2[0]);
+    tracker.checkpoint_applied(second);
+    assert_eq!(rep.silent_ms(b), 0);
+    keepalive_ok(&mut tracker, 4_350, b, sb);
+}
+
+#[test]
 fn when_no_session_is_silent_any_more_one_clearing_checkpoint_is_written_then_nothing() {
     // given b heard at 0 and silent since, listed by the checkpoint at 4 s
     let mut rep = Replicated::new();
@@ -1186,6 +1232,7 @@ impl<F: Fn(u64) -> Option<u64>> Sim<F> {
         if t % TICK_MS == 0 {
             if let Some(l) = self.leader.as_mut() {
                 let cmds = l.tick(t);
+                report_applied(l, &cmds);
                 for cmd in &cmds {
                     if let Cmd::ExpireSession { cid, session_id } = *cmd {
                         self.proposed_expiries.push((t, cid, session_id));
