@@ -366,6 +366,8 @@ enum DebugCmd {
     /// Print the Raft log of a stopped member as JSON lines: one
     /// `{"committed": .., "last_purged": ..}` header, then one line per entry
     /// (index, term, payload blank|membership|normal, leader_time_ms, cmds).
+    /// `committed` is the member's saved hint: after a power loss it may be
+    /// behind what the cluster had committed (docs/node.md, durability rule).
     /// Opens RocksDB read-only: the data dir is left as it was.
     ///
     ///   cairn debug dump-log --data-dir /var/lib/cairn > log.jsonl
