@@ -24,10 +24,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cairn_sched::{Kind, Mode, SchedCmd, SchedConfig, Scheduler};
+use cairn_sched::{Kind, SchedCmd, SchedConfig, Scheduler};
 use cairn_state::{
-    Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, IssueCopy, Pid, Reply, RunningCopy,
-    State, EXTENT_SIZE_BYTES,
+    Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, Pid, Reply, RunningCopy, State,
+    EXTENT_SIZE_BYTES,
 };
 use openraft::ServerState;
 use tokio::sync::{watch, Notify};
@@ -657,22 +657,6 @@ impl Batch {
 
     fn issue(&mut self, term: u64, cmd: &SchedCmd) {
         self.issued.push(*cmd);
-        self.push(
-            Cmd::IssueCopy(IssueCopy {
-                term,
-                kind: match cmd.kind {
-                    Kind::Recover => CopyKind::Recover,
-                    Kind::Migrate => CopyKind::Migrate,
-                },
-                pid: cmd.pid,
-                generation: cmd.generation,
-                src: cmd.src,
-                dst: cmd.dst,
-                replace: cmd.replace.unwrap_or(0),
-                owner: cmd.owner,
-                manual: cmd.mode != Mode::Auto,
-            }),
-            What::Issue(*cmd),
-        );
+        self.push(Cmd::IssueCopy(cmd.issue_copy(term)), What::Issue(*cmd));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use cairn_state::{Cid, CopyKind, Extent, Pid, RunningCopy, UpdateExtent};
+use cairn_state::{Cid, CopyKind, Extent, IssueCopy, Pid, RunningCopy, UpdateExtent};
 use thiserror::Error;
 
 use crate::placement::Filter;
@@ -208,6 +208,25 @@ impl SchedCmd {
             mode: if c.manual { Mode::Manual } else { Mode::Auto },
             why: Why::Adopted,
             bytes: cairn_state::EXTENT_SIZE_BYTES,
+        }
+    }
+
+    /// The log entry that issues this copy, fenced by the deciding `term`
+    /// (the inverse of [`SchedCmd::adopted`]).
+    pub fn issue_copy(&self, term: u64) -> IssueCopy {
+        IssueCopy {
+            term,
+            kind: match self.kind {
+                Kind::Recover => CopyKind::Recover,
+                Kind::Migrate => CopyKind::Migrate,
+            },
+            pid: self.pid,
+            generation: self.generation,
+            src: self.src,
+            dst: self.dst,
+            replace: self.replace.unwrap_or(0),
+            owner: self.owner,
+            manual: self.mode != Mode::Auto,
         }
     }
 

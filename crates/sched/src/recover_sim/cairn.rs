@@ -29,13 +29,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_state::{
-    Cid, Cmd, CmdError, CopyId, CopyKind, EntryMeta, FinishCopy, IssueCopy, Pid, Reply, SessionId,
-    State,
+    Cid, Cmd, CmdError, CopyId, EntryMeta, FinishCopy, Pid, Reply, SessionId, State,
 };
 
 use cairn_state::{Distance, LoadMode, MAX_LOC};
 
-use crate::cmd::{Kind, Mode, SchedCmd};
+use crate::cmd::{Kind, SchedCmd};
 use crate::config::SchedConfig;
 use crate::rules::{cluster_load_mode, topology_safety, Ctx};
 use crate::scheduler::{Scheduler, Touch};
@@ -434,23 +433,7 @@ impl CairnPolicy {
                 }
             }
             for cmd in &round.issued {
-                batch.push(
-                    Cmd::IssueCopy(IssueCopy {
-                        term: TERM,
-                        kind: match cmd.kind {
-                            Kind::Recover => CopyKind::Recover,
-                            Kind::Migrate => CopyKind::Migrate,
-                        },
-                        pid: cmd.pid,
-                        generation: cmd.generation,
-                        src: cmd.src,
-                        dst: cmd.dst,
-                        replace: cmd.replace.unwrap_or(0),
-                        owner: cmd.owner,
-                        manual: cmd.mode != Mode::Auto,
-                    }),
-                    What::Issue(*cmd),
-                );
+                batch.push(Cmd::IssueCopy(cmd.issue_copy(TERM)), What::Issue(*cmd));
             }
         }
         // CPU of the round: the recover walk, the migrate scan (every
