@@ -19,7 +19,7 @@ async fn writes_through_any_member_succeed_and_all_members_converge() {
     let mut last_index = 0;
     let mut cids = vec![];
     for m in &cluster.members {
-        let client = MetaClient::new(vec![m.addr.clone()]).expect("client");
+        let client = MetaClient::new(vec![m.addr.clone()], cluster.transport()).expect("client");
         for k in 0..5 {
             // when it proposes, the write is forwarded to the leader and applied.
             let cmd = Cmd::RegisterChunk {
@@ -252,10 +252,13 @@ async fn a_data_dir_of_another_member_or_cluster_or_none_is_refused() {
 
     // A Raft message from another cluster, or from no cluster, is refused.
     let leader = cluster.leader_status(Duration::from_secs(10)).await;
-    let mut raft =
-        pb::raft_client::RaftClient::connect(format!("http://{}", cluster.members[0].addr))
-            .await
-            .unwrap();
+    // (sent with a member's certificate: anyone else is refused before
+    // the cluster id is even looked at, tests/security.rs)
+    let channel = cluster
+        .transport_as("member:2")
+        .channel(&cluster.members[0].addr, |e| e)
+        .unwrap();
+    let mut raft = pb::raft_client::RaftClient::new(channel);
     for cluster_id in [Some(leader.cluster_id ^ 1), None] {
         let mut req = tonic::Request::new(pb::RaftPayload { data: vec![] });
         if let Some(c) = cluster_id {
@@ -280,6 +283,7 @@ fn refused_start(args: &[&str], dir: &std::path::Path) -> String {
         .args(args)
         .arg("--data-dir")
         .arg(dir)
+        .arg("--insecure")
         .output()
         .unwrap();
     assert!(!out.status.success(), "cairn server {args:?} started");
@@ -327,8 +331,20 @@ fn bad_arguments_are_one_clear_line_and_a_non_zero_exit() {
             "--init",
             "1=bad",
         ],
-        vec!["cluster", "status", "--endpoints", "not-an-endpoint"],
-        vec!["cluster", "add-learner", "4", "not-an-address"],
+        vec![
+            "cluster",
+            "status",
+            "--endpoints",
+            "not-an-endpoint",
+            "--insecure",
+        ],
+        vec![
+            "cluster",
+            "add-learner",
+            "4",
+            "not-an-address",
+            "--insecure",
+        ],
     ] {
         let out = std::process::Command::new(common::BIN)
             .args(&args)
@@ -717,6 +733,7 @@ impl Dev {
         let out = std::process::Command::new(common::BIN)
             .args(args)
             .env("CAIRN_HOME", self.home.path())
+            .env_remove("CAIRN_TLS")
             .output()
             .expect("run cairn");
         (
@@ -790,6 +807,13 @@ async fn cairn_dev_runs_a_quorum_and_8_live_chunks_the_cli_finds_by_default() {
     let (ok, out, err) = dev.cli(&["session", "list"]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 2 + 8, "{out}");
+    // TLS is on by default: the CLI talked as the admin `cairn dev` issued
+    // and recorded (tests/security.rs proves a client without it is refused).
+    let recorded = std::fs::read_to_string(dev.home.path().join("dev-tls")).unwrap();
+    assert!(
+        recorded.contains("identity=") && recorded.contains("ca="),
+        "{recorded}"
+    );
     let (ok, out, err) = dev.cli(&["cluster", "status"]);
     assert!(ok, "{err}");
     assert_eq!(
@@ -818,4 +842,5 @@ async fn cairn_dev_runs_a_quorum_and_8_live_chunks_the_cli_finds_by_default() {
         );
     }
     assert!(!dev.home.path().join("dev-endpoints").exists());
+    assert!(!dev.home.path().join("dev-tls").exists());
 }

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cairn_node::fleet::{Fleet, FleetConfig};
+use cairn_node::fleet::Fleet;
 use cairn_node::types::pb;
 use common::{dump_logs, wait_for, Cluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,7 +107,7 @@ async fn metrics_follow_writes_sessions_recovery_and_capabilities() {
     assert!(status.contains(" 404 "), "{status}");
 
     // Five unracked chunks and a volume on them, then writes.
-    let mut cfg = FleetConfig::new(cluster.addrs(), 5);
+    let mut cfg = cluster.fleet_config(5);
     cfg.zones = 0;
     cfg.bandwidth_mb_s = 4_096;
     let fleet = Fleet::start(cfg).await.expect("fleet starts");

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cairn_node::client::MetaClient;
-use cairn_node::fleet::{Fleet, FleetConfig};
+use cairn_node::fleet::Fleet;
 use cairn_node::types::pb;
 use cairn_sched::keepalive_interval_ms;
 use common::Cluster;
@@ -19,7 +19,7 @@ use common::Cluster;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn fleet(cluster: &Cluster, chunks: usize) -> Fleet {
-    let mut cfg = FleetConfig::new(cluster.addrs(), chunks);
+    let mut cfg = cluster.fleet_config(chunks);
     cfg.zones = 0;
     let fleet = Fleet::start(cfg).await.expect("fleet starts");
     assert!(
@@ -256,7 +256,7 @@ async fn a_paused_leader_that_wakes_up_gets_no_expiry_applied() {
         .filter(|(k, _)| *k != i)
         .map(|(_, m)| m.addr.clone())
         .collect();
-    let others = MetaClient::new(others).unwrap();
+    let others = MetaClient::new(others, cluster.transport()).unwrap();
     common::wait_until(
         Duration::from_secs(30),
         "the new leader to track sessions for two leases",
@@ -288,8 +288,9 @@ async fn a_paused_leader_that_wakes_up_gets_no_expiry_applied() {
 async fn a_new_chunk_registering_twice_at_once_gets_one_cid() {
     let _one = SERIAL.lock().await;
     // Given a chunk whose first registration is retried while still running
-    // (its answer was late), both sent to the leader at once,
-    let cluster = Cluster::start(3);
+    // (its answer was late), both sent to the leader at once (plain TCP: a
+    // chunk certificate may not register as new, tests/security.rs),
+    let cluster = Cluster::start_insecure(3);
     let leader = cluster.leader_status(Duration::from_secs(30)).await;
     let addr = cluster.members[cluster.index_of(leader.leader_id)]
         .addr
@@ -334,7 +335,9 @@ async fn the_session_wire_renews_on_the_leader_redirects_from_followers_and_drop
     use tonic::Code;
 
     let _one = SERIAL.lock().await;
-    let cluster = Cluster::start(3);
+    // Plain TCP: the wire's own framing is under test (the fleets of the
+    // other tests keep alive on it over TLS).
+    let cluster = Cluster::start_insecure(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
     let leader_addr = cluster.addrs()[cluster.index_of(leader)].clone();
     let follower_addr = cluster
@@ -359,7 +362,7 @@ async fn the_session_wire_renews_on_the_leader_redirects_from_followers_and_drop
     // and a chunk with a session (the fleet keeps alive on the wire),
     let fleet = fleet(&cluster, 1).await;
     let (cid, session_id) = (fleet.chunks()[0].cid(), fleet.chunks()[0].session_id());
-    let wire = WireClient::default();
+    let wire = WireClient::new(cluster.transport());
     let ka = |session_id| pb::KeepAliveRequest {
         cid,
         session_id,

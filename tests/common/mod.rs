@@ -9,7 +9,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use cairn_node::client::MetaClient;
+use cairn_node::fleet::{FleetConfig, FleetTls};
+use cairn_node::tls::{certs, Ca, Role};
+use cairn_node::transport::Transport;
 use cairn_node::types::pb::StatusResponse;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -31,8 +36,49 @@ pub struct Member {
     pub child: Option<Child>,
 }
 
+/// A test cluster's certificates (docs/security.md): a CA of its own, an
+/// identity per member, and one per role a test talks as.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Certs {
+    fn new(root: &std::path::Path) -> Certs {
+        let c = Certs {
+            ca: root.join("ca"),
+            root: root.to_path_buf(),
+        };
+        let (from, until) = certs::validity(30);
+        Ca::generate("test", from, until)
+            .and_then(|ca| ca.save(&c.ca))
+            .expect("a test CA");
+        c
+    }
+
+    /// The identity directory of `role` (`admin:test`, `member:3`, ...),
+    /// issued on first use.
+    pub fn identity(&self, role: &str) -> PathBuf {
+        let dir = self.root.join(role.replace(':', "-"));
+        if !dir.join(certs::CERT).exists() {
+            let role: Role = role.parse().expect("a role");
+            let (from, until) = certs::validity(30);
+            Ca::load(&self.ca)
+                .and_then(|ca| ca.issue_into(&role, from, until, &dir))
+                .expect("issue a test identity");
+        }
+        dir
+    }
+
+    pub fn transport(&self, role: &str) -> Transport {
+        Transport::load(&self.identity(role)).expect("load a test identity")
+    }
+}
+
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// None: the members run `--insecure`.
+    pub certs: Option<Certs>,
     _root: tempfile::TempDir,
     /// Extra `cairn server` arguments every member runs with.
     extra: Vec<String>,
@@ -41,23 +87,36 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` members, all given the same `--init` list.
+    /// Starts `n` members with mutual TLS, all given the same `--init` list.
     pub fn start(n: u64) -> Cluster {
         Cluster::start_with(n, &[])
     }
 
+    /// As `start`, members running plain TCP (`--insecure`): for tests of
+    /// what lies under TLS (the session wire's framing, a chunk
+    /// registering itself as new).
+    pub fn start_insecure(n: u64) -> Cluster {
+        Cluster::start_opts(n, &[], false, false)
+    }
+
     /// As `start`, with extra `cairn server` arguments for every member.
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
-        Cluster::start_opts(n, extra, false)
+        Cluster::start_opts(n, extra, false, true)
+    }
+
+    /// As `start_insecure`, with extra `cairn server` arguments.
+    pub fn start_insecure_with(n: u64, extra: &[&str]) -> Cluster {
+        Cluster::start_opts(n, extra, false, false)
     }
 
     /// As `start`, every member serving Prometheus metrics.
     pub fn start_with_metrics(n: u64) -> Cluster {
-        Cluster::start_opts(n, &[], true)
+        Cluster::start_opts(n, &[], true, true)
     }
 
-    fn start_opts(n: u64, extra: &[&str], with_metrics: bool) -> Cluster {
+    fn start_opts(n: u64, extra: &[&str], with_metrics: bool, tls: bool) -> Cluster {
         let root = tempfile::tempdir().expect("temp dir");
+        let certs = tls.then(|| Certs::new(&root.path().join("tls")));
         let members: Vec<Member> = (1..=n)
             .map(|id| Member {
                 id,
@@ -75,6 +134,7 @@ impl Cluster {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut c = Cluster {
             members,
+            certs,
             _root: root,
             extra: extra.clone(),
             with_metrics,
@@ -111,6 +171,8 @@ impl Cluster {
             .args(args)
             .arg("--endpoints")
             .arg(self.addrs().join(","))
+            .args(self.client_flags("admin:test"))
+            .env_remove("CAIRN_TLS")
             .output()
             .expect("run cairn");
         (
@@ -118,6 +180,48 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// The CLI's flags to talk as `role`: `--tls DIR`, or `--insecure`.
+    pub fn client_flags(&self, role: &str) -> Vec<String> {
+        match &self.certs {
+            // --ca: a simulated fleet (`cairn bench write`) issues its
+            // chunks' certificates.
+            Some(c) => vec![
+                "--tls".into(),
+                c.identity(role).display().to_string(),
+                "--ca".into(),
+                c.ca.display().to_string(),
+            ],
+            None => vec!["--insecure".into()],
+        }
+    }
+
+    /// How a client reaches the members as `role`.
+    pub fn transport_as(&self, role: &str) -> Transport {
+        match &self.certs {
+            Some(c) => c.transport(role),
+            None => Transport::Insecure,
+        }
+    }
+
+    /// How the tests' admin client reaches the members.
+    pub fn transport(&self) -> Transport {
+        self.transport_as("admin:test")
+    }
+
+    /// A fleet of `n` simulated chunks for this cluster (with TLS, each
+    /// chunk gets the certificate of its cid).
+    pub fn fleet_config(&self, n: usize) -> FleetConfig {
+        let mut cfg = FleetConfig::new(self.addrs(), n);
+        if let Some(c) = &self.certs {
+            cfg.tls = Some(Arc::new(FleetTls {
+                admin: self.transport(),
+                ca: Ca::load(&c.ca).expect("the test CA"),
+                dir: c.root.join("chunks"),
+            }));
+        }
+        cfg
     }
 
     /// kill -9 of member `i` (index, not id).
@@ -229,8 +333,19 @@ impl Cluster {
             .append(true)
             .open(format!("{}.log", m.dir.display()))
             .expect("log file");
+        let tls = match &self.certs {
+            Some(c) => vec![
+                "--tls".to_string(),
+                c.identity(&format!("member:{}", m.id))
+                    .display()
+                    .to_string(),
+            ],
+            None => vec!["--insecure".to_string()],
+        };
         let child = Command::new(BIN)
             .args(["server", "--id", &m.id.to_string(), "--listen", &m.addr])
+            .args(tls)
+            .env_remove("CAIRN_TLS")
             .args(if self.with_metrics {
                 vec!["--metrics-addr", m.metrics.as_str()]
             } else {
@@ -253,7 +368,7 @@ impl Cluster {
     }
 
     pub fn client(&self) -> MetaClient {
-        MetaClient::new(self.addrs()).expect("client")
+        MetaClient::new(self.addrs(), self.transport()).expect("client")
     }
 
     /// Stale status of every running member (None: not running or no answer).

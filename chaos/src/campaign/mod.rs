@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
 use cairn_node::fleet::{Fleet, FleetConfig, SessionEvent};
+use cairn_node::transport::Transport;
 use tokio::sync::{watch, Mutex};
 
 use crate::history::{self, Campaign, ChunkEvent, Final, FinalExtent, FinalMember, Observation};
@@ -177,7 +178,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport> {
     for id in &initial {
         members.start(*id, &Start::Init(init.clone()), None)?;
     }
-    let admin = MetaClient::new(endpoints.clone())?;
+    let admin = MetaClient::new(endpoints.clone(), Transport::Insecure)?;
     wait_ready(&admin, &mut members, &endpoints, Duration::from_secs(60)).await?;
 
     // The fleet: its session events go to fleet.jsonl as they happen.
@@ -449,7 +450,10 @@ async fn monitor(
     rec: Arc<Recorder>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Ok(client) = MetaClient::new(members.iter().map(|m| m.1.clone()).collect()) else {
+    let Ok(client) = MetaClient::new(
+        members.iter().map(|m| m.1.clone()).collect(),
+        Transport::Insecure,
+    ) else {
         return;
     };
     let client = Arc::new(client);
@@ -585,7 +589,8 @@ async fn converge(world: &Arc<Mutex<World>>, within: Duration) -> Result<(), Str
             let v: Vec<(u64, String)> = w.voters.iter().map(|id| (*id, w.addr(*id))).collect();
             (v.clone(), v.into_iter().map(|x| x.1).collect::<Vec<_>>())
         };
-        let client = MetaClient::new(admin_addrs).map_err(|e| e.to_string())?;
+        let client =
+            MetaClient::new(admin_addrs, Transport::Insecure).map_err(|e| e.to_string())?;
         let mut seen = vec![];
         for (id, addr) in &voters {
             match tokio::time::timeout(Duration::from_millis(500), client.status_of(addr, true))

@@ -118,6 +118,10 @@ impl Members {
             .args(["--id", &id.to_string(), "--listen", &spec.addr])
             .arg("--data-dir")
             .arg(&spec.data_dir)
+            // Campaigns run plain TCP (docs/chaos.md): the faults are the
+            // network's and the processes', not the certificates'.
+            .arg("--insecure")
+            .env_remove("CAIRN_TLS")
             .args(&self.extra);
         if !spec.routes.is_empty() {
             let routes: Vec<String> = spec

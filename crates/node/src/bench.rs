@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
-use cairn_node::fleet::{Fleet, FleetConfig, Transport};
+use cairn_node::fleet::{Fleet, FleetConfig, FleetTls, KeepAliveVia};
+use cairn_node::transport::Transport;
 use cairn_node::types::pb;
 use cairn_state::{Cmd, CreateVolume, Provisioning, Reply, UpdateExtent, EXTENT_SIZE_BYTES};
 
@@ -19,16 +20,23 @@ async fn one(client: &MetaClient, cmd: Cmd) -> Result<Reply> {
     }
 }
 
-pub async fn write(endpoints: Vec<String>, clients: usize, duration: Duration) -> Result<()> {
+pub async fn write(
+    endpoints: Vec<String>,
+    transport: Transport,
+    tls: Option<Arc<FleetTls>>,
+    clients: usize,
+    duration: Duration,
+) -> Result<()> {
     if clients == 0 || clients > 4096 {
         bail!("--clients must be in 1..=4096");
     }
-    let client = Arc::new(MetaClient::new(endpoints.clone())?);
+    let client = Arc::new(MetaClient::new(endpoints.clone(), transport)?);
     // Setup: three simulated chunks keeping their sessions alive for the
     // whole run, and a volume with one extent per client on them.
     let mut cfg = FleetConfig::new(endpoints, 3);
     cfg.zones = 0;
     cfg.host_prefix = format!("bench-{}", std::process::id());
+    cfg.tls = tls;
     let fleet = Fleet::start(cfg).await?;
     if !fleet.wait_registered(Duration::from_secs(30)).await {
         bail!("the bench's simulated chunks did not register within 30 s");
@@ -134,6 +142,8 @@ pub async fn write(endpoints: Vec<String>, clients: usize, duration: Duration) -
 /// keepalive would need.
 pub async fn sessions(
     endpoints: Vec<String>,
+    transport: Transport,
+    tls: Option<Arc<FleetTls>>,
     n: usize,
     duration: Duration,
     chunks_per_conn: usize,
@@ -144,7 +154,7 @@ pub async fn sessions(
             cairn_node::fleet::MAX_CHUNKS
         );
     }
-    let client = MetaClient::new(endpoints.clone())?;
+    let client = MetaClient::new(endpoints.clone(), transport)?;
     let config = client.read("config", false).await?;
     let old_lease = config["lease_ms"]
         .as_str()
@@ -167,6 +177,12 @@ pub async fn sessions(
     cfg.zones = 0;
     cfg.host_prefix = format!("bench-sessions-{}", std::process::id());
     cfg.chunks_per_conn = chunks_per_conn;
+    if tls.is_some() {
+        println!(
+            "TLS is on: every simulated chunk has its own connections (a certificate per cid)"
+        );
+    }
+    cfg.tls = tls;
     let started = Instant::now();
     let fleet = Fleet::start(cfg).await?;
     let registered = fleet.wait_registered(Duration::from_secs(300)).await;
@@ -188,10 +204,10 @@ pub async fn sessions(
     // form) so only steady keepalives are measured.
     let mut cpus = vec![];
     for (name, transport) in [
-        ("grpc streams", Transport::GrpcStream),
-        ("session wire", Transport::Wire),
+        ("grpc streams", KeepAliveVia::GrpcStream),
+        ("session wire", KeepAliveVia::Wire),
     ] {
-        fleet.set_transport(transport);
+        fleet.set_keepalive_via(transport);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (cpu0, log0, ka0, reg0, t0) = (
             cpu_seconds(leader.pid)?,

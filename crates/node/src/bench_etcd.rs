@@ -357,7 +357,10 @@ async fn start_cairn(
     let mut cluster = LocalCluster::cairn(&env.dir.path, &env.exe)?;
     let probe = status_router(SystemName::Cairn, &cluster.endpoints)?;
     ready(&probe, &mut cluster, Duration::from_secs(30)).await?;
-    let client = MetaClient::new(cluster.endpoints.clone())?;
+    let client = MetaClient::new(
+        cluster.endpoints.clone(),
+        cairn_node::transport::Transport::Insecure,
+    )?;
     // The bench's writes flip the third replica's alive bit: with spare
     // chunks, recover would copy a replica to them (and migrate balance
     // them), moving the extents under the writers. The bench measures

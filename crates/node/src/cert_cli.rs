@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use cairn_node::tls::certs;
 use cairn_node::tls::{Ca, Role, TlsIdentity};
 use clap::Subcommand;
 use serde_json::json;
-use time::OffsetDateTime;
 
 #[derive(Subcommand)]
 pub enum CertCmd {
@@ -65,13 +65,10 @@ pub enum CertCmd {
 }
 
 pub fn run(cmd: CertCmd, json_out: bool) -> Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let until = |days: u32| now + time::Duration::days(i64::from(days));
     match cmd {
         CertCmd::Init { dir, name, days } => {
-            // Backdated a little: a member whose clock is slightly behind
-            // still accepts certificates issued a moment ago.
-            let ca = Ca::generate(&name, now - time::Duration::hours(1), until(days))?;
+            let (from, until) = certs::validity(days);
+            let ca = Ca::generate(&name, from, until)?;
             ca.save(&dir)?;
             say(
                 json_out,
@@ -90,7 +87,8 @@ pub fn run(cmd: CertCmd, json_out: bool) -> Result<()> {
         } => {
             let ca =
                 Ca::load(&ca).with_context(|| format!("loading the CA from {}", ca.display()))?;
-            ca.issue_into(&role, now - time::Duration::hours(1), until(days), &out)?;
+            let (from, until) = certs::validity(days);
+            ca.issue_into(&role, from, until, &out)?;
             say(
                 json_out,
                 json!({"role": role.to_string(), "dir": out, "days": days}),

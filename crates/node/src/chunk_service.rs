@@ -13,10 +13,12 @@ use std::sync::Mutex;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::limits::{Bucket, Limits};
 use crate::meta_service::cmd_status;
 use crate::propose::{not_leader, Proposer};
 use crate::sessions::Sessions;
 use crate::store::sm::SmHandle;
+use crate::tls::Role;
 use crate::types::{pb, Raft};
 
 pub struct ChunkService {
@@ -27,6 +29,7 @@ pub struct ChunkService {
     /// (hostname, data_addr) of new chunks whose registration is being
     /// proposed: a retry meanwhile waits instead of creating a second chunk.
     registering: Mutex<HashSet<(String, String)>>,
+    limits: Limits,
 }
 
 /// Removes a registration from `registering` when it ends, however it ends.
@@ -45,18 +48,26 @@ impl Drop for Registering<'_> {
 }
 
 impl ChunkService {
-    pub fn new(raft: Raft, sm: SmHandle, proposer: Proposer, sessions: Sessions) -> ChunkService {
+    pub fn new(
+        raft: Raft,
+        sm: SmHandle,
+        proposer: Proposer,
+        sessions: Sessions,
+        limits: Limits,
+    ) -> ChunkService {
         ChunkService {
             raft,
             sm,
             proposer,
             sessions,
             registering: Mutex::default(),
+            limits,
         }
     }
 
     pub fn into_server(self) -> pb::chunk_server::ChunkServer<ChunkService> {
-        pb::chunk_server::ChunkServer::new(self)
+        let max = self.limits.max_message_bytes;
+        pb::chunk_server::ChunkServer::new(self).max_decoding_message_size(max)
     }
 
     fn not_serving(&self) -> Status {
@@ -119,7 +130,9 @@ impl pb::chunk_server::Chunk for ChunkService {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let role = crate::authz::role_of(&request)?;
         let r = request.into_inner();
+        crate::authz::check_chunk(role.as_ref(), r.cid, "register")?;
         if self.sessions.tracking_since().is_none() {
             return Err(self.not_serving());
         }
@@ -297,7 +310,14 @@ impl pb::chunk_server::Chunk for ChunkService {
         &self,
         request: Request<pb::KeepAliveRequest>,
     ) -> Result<Response<pb::KeepAliveResponse>, Status> {
-        renew(&self.raft, &self.sessions, request.into_inner()).map(Response::new)
+        let role = crate::authz::role_of(&request)?;
+        renew(
+            &self.raft,
+            &self.sessions,
+            role.as_ref(),
+            request.into_inner(),
+        )
+        .map(Response::new)
     }
 
     type KeepAliveStreamStream =
@@ -311,19 +331,32 @@ impl pb::chunk_server::Chunk for ChunkService {
             return Err(self.not_serving());
         }
         let (raft, sessions) = (self.raft.clone(), self.sessions.clone());
+        let role = crate::authz::role_of(&request)?;
+        // Over its rate, a stream's next reply waits: the chunk that floods
+        // slows only itself.
+        let mut bucket = Bucket::new(self.limits.max_keepalives_per_sec);
         // Each message is answered as a unary KeepAlive would be; the first
         // error other than ABORTED ends the stream with that status.
-        let replies = request.into_inner().scan(false, move |failed, msg| {
-            let reply = match (*failed, msg) {
-                (true, _) => None,
-                (false, Err(status)) => Some(Err(status)),
-                (false, Ok(req)) => Some(renew(&raft, &sessions, req)),
-            };
-            // ABORTED (renewing) asks for the same keepalive again soon:
-            // the stream stays open for it.
-            *failed = matches!(&reply, Some(Err(s)) if s.code() != tonic::Code::Aborted);
-            futures::future::ready(reply)
-        });
+        let replies = request
+            .into_inner()
+            .scan(false, move |failed, msg| {
+                let reply = match (*failed, msg) {
+                    (true, _) => None,
+                    (false, Err(status)) => Some(Err(status)),
+                    (false, Ok(req)) => Some(renew(&raft, &sessions, role.as_ref(), req)),
+                };
+                // ABORTED (renewing) asks for the same keepalive again soon:
+                // the stream stays open for it.
+                *failed = matches!(&reply, Some(Err(s)) if s.code() != tonic::Code::Aborted);
+                let wait = bucket.take_at(1, std::time::Instant::now());
+                futures::future::ready(reply.map(|r| (r, wait)))
+            })
+            .then(|(reply, wait)| async move {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                reply
+            });
         Ok(Response::new(Box::pin(replies)))
     }
 }
@@ -333,9 +366,10 @@ impl pb::chunk_server::Chunk for ChunkService {
 fn renew(
     raft: &Raft,
     sessions: &Sessions,
+    role: Option<&Role>,
     r: pb::KeepAliveRequest,
 ) -> Result<pb::KeepAliveResponse, Status> {
-    renew_all(raft, sessions, std::iter::once(Some(r)))
+    renew_all(raft, sessions, role, std::iter::once(Some(r)))
         .pop()
         .unwrap_or_else(|| Err(Status::internal("no keepalive result")))
 }
@@ -343,15 +377,31 @@ fn renew(
 /// Renews a batch of keepalives under one lock of the tracker (the session
 /// wire hands over everything that arrived on a connection at once). One
 /// result per request, in order; `None` is a frame without a keepalive.
+/// `role`: what the connection's certificate proved (None: `--insecure`).
 pub fn renew_all(
     raft: &Raft,
     sessions: &Sessions,
+    role: Option<&Role>,
     reqs: impl ExactSizeIterator<Item = Option<pb::KeepAliveRequest>>,
 ) -> Vec<Result<pb::KeepAliveResponse, Status>> {
+    if sessions.tracking_since().is_none() {
+        // Not serving sessions: a keepalive for another cid still hears
+        // that it is refused, not where the leader is.
+        let refused = |r: pb::KeepAliveRequest| {
+            crate::authz::check_chunk(role, r.cid, "keep alive").and(Err(not_serving(raft)))
+        };
+        return reqs
+            .map(|r| match r {
+                Some(r) => refused(r),
+                None => Err(Status::invalid_argument("a frame without a keepalive")),
+            })
+            .collect();
+    }
     let n = reqs.len();
     let renewed = sessions.with_tracker(|t, now| {
         reqs.map(|r| {
             let r = r.ok_or_else(|| Status::invalid_argument("a frame without a keepalive"))?;
+            crate::authz::check_chunk(role, r.cid, "keep alive")?;
             let space = checked_space(r.space.as_ref())?;
             let lease_ms = t
                 .keepalive(now, r.cid, r.session_id)

@@ -44,6 +44,25 @@ pub enum ChunkCmd {
     List,
     /// One chunk in full, space figures included.
     Show { cid: u32 },
+    /// Register a new chunk server and print its cid, before it first
+    /// runs: under TLS its certificate names that cid (docs/security.md).
+    ///
+    ///   cairn chunk add --hostname cs-17 --data-addr 10.0.3.17:7600 --brick 7
+    ///   cairn cert issue --ca CA --role chunk:<cid> --out /etc/cairn/chunk
+    #[command(verbatim_doc_comment)]
+    Add {
+        #[arg(long)]
+        hostname: String,
+        /// Where the chunk serves data (host:port).
+        #[arg(long)]
+        data_addr: String,
+        /// The brick it goes into (default: unracked).
+        #[arg(long)]
+        brick: Option<u64>,
+        /// The version it will run (default: this binary's).
+        #[arg(long, default_value = cairn_capability::CURRENT_VERSION)]
+        version: String,
+    },
     /// Put a chunk into a brick, or take it out of the topology (no --brick).
     ///
     ///   cairn chunk move 4 --brick 7
@@ -309,6 +328,31 @@ fn pb_kind(k: TopoKind) -> pb::TopoKind {
 
 pub async fn chunk(client: &MetaClient, cmd: ChunkCmd, json: bool, stale: bool) -> Result<()> {
     let (reply, line) = match cmd {
+        ChunkCmd::Add {
+            hostname,
+            data_addr,
+            brick,
+            version,
+        } => {
+            let capabilities = cairn_capability::capabilities_of(&version)
+                .with_context(|| format!("--version {version}"))?
+                .into_iter()
+                .collect();
+            let r = client
+                .register_chunk(pb::RegisterChunkRequest {
+                    hostname: hostname.clone(),
+                    data_addr,
+                    brick,
+                    version,
+                    capabilities,
+                })
+                .await?;
+            let line = format!(
+                "chunk {hostname} registered as cid {}; under TLS, issue it `--role chunk:{}`",
+                r.cid, r.cid
+            );
+            (r, line)
+        }
         ChunkCmd::Move { cid, brick } => (
             client
                 .move_chunk(pb::MoveChunkRequest { cid, brick })

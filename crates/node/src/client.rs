@@ -6,10 +6,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cairn_state::{Cmd, CmdError, Reply};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::meta_service::LEADER_KEY;
+use crate::transport::Transport;
 use crate::types::{self, pb};
 
 #[derive(thiserror::Error, Debug)]
@@ -29,6 +30,7 @@ pub enum ClientError {
 
 pub struct MetaClient {
     endpoints: Vec<String>,
+    transport: Transport,
     leader: Mutex<Option<String>>,
     channels: Mutex<HashMap<String, Channel>>,
     /// How long one call may keep retrying.
@@ -39,8 +41,8 @@ pub struct MetaClient {
 pub type Proposed = (Vec<Result<Reply, CmdError>>, u64);
 
 impl MetaClient {
-    /// `endpoints` are `host:port` of any members.
-    pub fn new(endpoints: Vec<String>) -> Result<MetaClient, ClientError> {
+    /// `endpoints` are `host:port` of any members, reached over `transport`.
+    pub fn new(endpoints: Vec<String>, transport: Transport) -> Result<MetaClient, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
@@ -51,6 +53,7 @@ impl MetaClient {
         }
         Ok(MetaClient {
             endpoints,
+            transport,
             leader: Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
             deadline: Duration::from_secs(10),
@@ -62,12 +65,13 @@ impl MetaClient {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| ClientError::BadEndpoint(addr.to_string()))?
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let c = self
+            .transport
+            .channel(addr, |e| {
+                e.connect_timeout(Duration::from_millis(500))
+                    .timeout(Duration::from_secs(5))
+            })
+            .map_err(|_| ClientError::BadEndpoint(addr.to_string()))?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -196,11 +200,12 @@ impl MetaClient {
                     return Ok(resp.into_inner());
                 }
                 Err(status) => {
-                    last = format!("{addr}: {}", status.message());
+                    last = format!("{addr}: {}", explain(&status));
                     if matches!(
                         status.code(),
                         Code::InvalidArgument
                             | Code::PermissionDenied
+                            | Code::Unauthenticated
                             | Code::FailedPrecondition
                             | Code::NotFound
                             | Code::Aborted
@@ -248,9 +253,24 @@ impl MetaClient {
             .map(|r| r.into_inner())
             .map_err(|s| ClientError::Rejected {
                 code: s.code(),
-                message: format!("{addr}: {}", s.message()),
+                message: format!("{addr}: {}", explain(&s)),
             })
     }
+}
+
+/// A status with the causes tonic keeps out of its message (a transport
+/// error's "invalid peer certificate: UnknownIssuer", say).
+fn explain(status: &tonic::Status) -> String {
+    let mut msg = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let e_msg = e.to_string();
+        if !msg.contains(&e_msg) {
+            msg = format!("{msg}: {e_msg}");
+        }
+        source = e.source();
+    }
+    msg
 }
 
 impl ClientError {

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
-use cairn_node::fleet::{Fleet, FleetConfig};
+use cairn_node::fleet::{Fleet, FleetConfig, FleetTls};
+use cairn_node::tls::{certs, Ca, Role};
+use cairn_node::transport::Transport;
 
 /// `$CAIRN_HOME`, else `~/.cairn`: where `cairn dev` and `cairn fleet`
 /// record what the CLI finds by default.
@@ -23,11 +25,83 @@ pub fn state_file() -> PathBuf {
     home().join("dev-endpoints")
 }
 
-/// Endpoints recorded by a running `cairn dev`, if any.
-pub fn recorded_endpoints() -> Option<Vec<String>> {
+/// Where `cairn dev` records how to reach its members: the admin identity
+/// and the CA (absent: it runs `--insecure`).
+pub fn tls_file() -> PathBuf {
+    home().join("dev-tls")
+}
+
+/// What a running `cairn dev` recorded for the CLI.
+pub struct Recorded {
+    pub endpoints: Vec<String>,
+    /// The admin identity (None: the cluster runs without TLS).
+    pub tls: Option<PathBuf>,
+    /// The CA, for simulated fleets.
+    pub ca: Option<PathBuf>,
+}
+
+/// What a running `cairn dev` recorded, if anything.
+pub fn recorded() -> Option<Recorded> {
     let text = std::fs::read_to_string(state_file()).ok()?;
-    let eps: Vec<String> = text.split_whitespace().map(str::to_string).collect();
-    (!eps.is_empty()).then_some(eps)
+    let endpoints: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    if endpoints.is_empty() {
+        return None;
+    }
+    let mut r = Recorded {
+        endpoints,
+        tls: None,
+        ca: None,
+    };
+    if let Ok(text) = std::fs::read_to_string(tls_file()) {
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("identity", dir)) => r.tls = Some(PathBuf::from(dir)),
+                Some(("ca", dir)) => r.ca = Some(PathBuf::from(dir)),
+                _ => {}
+            }
+        }
+    }
+    Some(r)
+}
+
+/// The directories of `cairn dev`'s certificates under its data dir.
+struct DevTls {
+    ca: PathBuf,
+    admin: PathBuf,
+    members: PathBuf,
+}
+
+impl DevTls {
+    fn member(&self, id: u64) -> PathBuf {
+        self.members.join(format!("member-{id}"))
+    }
+
+    /// The CA and every identity the cluster needs, issued once: a
+    /// restarted `cairn dev --dir D` reuses them.
+    fn issue(dir: &Path, nodes: u64) -> Result<DevTls> {
+        let tls = dir.join("tls");
+        let t = DevTls {
+            ca: tls.join("ca"),
+            admin: tls.join("admin"),
+            members: tls.clone(),
+        };
+        if !t.ca.join(certs::CA_KEY).exists() {
+            let (from, until) = certs::validity(365);
+            Ca::generate("dev", from, until)?.save(&t.ca)?;
+        }
+        let ca = Ca::load(&t.ca)?;
+        let mut want: Vec<(Role, PathBuf)> = (1..=nodes)
+            .map(|id| (Role::Member(id), t.member(id)))
+            .collect();
+        want.push((Role::Admin("dev".into()), t.admin.clone()));
+        for (role, dir) in want {
+            if !dir.join(certs::CERT).exists() {
+                let (from, until) = certs::validity(365);
+                ca.issue_into(&role, from, until, &dir)?;
+            }
+        }
+        Ok(t)
+    }
 }
 
 struct Children(Vec<Child>);
@@ -39,6 +113,7 @@ impl Drop for Children {
             let _ = c.wait();
         }
         let _ = std::fs::remove_file(state_file());
+        let _ = std::fs::remove_file(tls_file());
     }
 }
 
@@ -56,6 +131,7 @@ pub async fn run(
     chunks: usize,
     racks: usize,
     demo: bool,
+    insecure: bool,
 ) -> Result<()> {
     if !(1..=7).contains(&nodes) {
         bail!("--nodes must be between 1 and 7");
@@ -68,6 +144,16 @@ pub async fn run(
         None => std::env::temp_dir().join(format!("cairn-dev-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tls = if insecure {
+        eprintln!("warning: --insecure: the members run plain TCP; anyone who reaches their ports may rewrite the cluster");
+        None
+    } else {
+        Some(DevTls::issue(&dir, nodes).context("issuing the cluster's certificates")?)
+    };
+    let transport = match &tls {
+        Some(t) => Transport::load(&t.admin)?,
+        None => Transport::Insecure,
+    };
     let exe = std::env::current_exe().context("locating the cairn binary")?;
     let addrs: Vec<String> = (0..nodes)
         .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
@@ -94,22 +180,44 @@ pub async fn run(
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            .args(["--init", &init]);
+            .args(["--init", &init])
+            // Its own flags, whatever the caller's environment says.
+            .env_remove("CAIRN_TLS");
+        match &tls {
+            Some(t) => cmd.arg("--tls").arg(t.member(id)),
+            None => cmd.arg("--insecure"),
+        };
         children.0.push(
             cmd.spawn()
                 .with_context(|| format!("starting member {id}"))?,
         );
     }
-    wait_for_leader(&addrs, &dir).await?;
+    wait_for_leader(&addrs, &transport, &dir).await?;
     let file = state_file();
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(&file, addrs.join("\n"))?;
+    match &tls {
+        Some(t) => std::fs::write(
+            tls_file(),
+            format!("identity={}\nca={}\n", t.admin.display(), t.ca.display()),
+        )?,
+        None => {
+            let _ = std::fs::remove_file(tls_file());
+        }
+    }
     // The simulated chunk fleet, in this process.
     let fleet = if chunks > 0 {
         let mut cfg = FleetConfig::new(addrs.clone(), chunks);
         cfg.racks = racks.max(1);
+        if let Some(t) = &tls {
+            cfg.tls = Some(std::sync::Arc::new(FleetTls {
+                admin: transport.clone(),
+                ca: Ca::load(&t.ca)?,
+                dir: t.ca.join("chunks"),
+            }));
+        }
         cfg.state_file = Some(dir.join("fleet-cids"));
         if demo {
             // Slow enough disks that a recovery takes a few seconds to watch.
@@ -146,6 +254,14 @@ pub async fn run(
             .join(" ")
     );
     println!("data and logs in {}", dir.display());
+    match &tls {
+        Some(t) => println!(
+            "mutual TLS: CA in {}, the CLI's admin identity in {} (other clients: --tls DIR; `cairn cert issue` makes more)",
+            t.ca.display(),
+            t.admin.display()
+        ),
+        None => println!("TLS is OFF (--insecure)"),
+    }
     println!(
         "endpoints recorded in {} (the CLI uses them by default)",
         file.display()
@@ -166,7 +282,7 @@ pub async fn run(
     println!("Ctrl-C stops every member.");
     if let (true, Some(f)) = (demo, &fleet) {
         tokio::select! {
-            r = run_demo(&addrs, f) => {
+            r = run_demo(&addrs, &transport, f) => {
                 if let Err(e) = r {
                     println!("demo stopped: {e:#}");
                 }
@@ -206,9 +322,9 @@ const DEMO_RECOVER_SLOTS: u32 = 2;
 
 /// `cairn dev --demo`: a volume, then one chunk stops; its lease runs out
 /// and the recovery runs under a progress bar.
-async fn run_demo(addrs: &[String], fleet: &Fleet) -> Result<()> {
+async fn run_demo(addrs: &[String], transport: &Transport, fleet: &Fleet) -> Result<()> {
     use cairn_node::types::pb;
-    let client = MetaClient::new(addrs.to_vec())?;
+    let client = MetaClient::new(addrs.to_vec(), transport.clone())?;
     let config = client.read("config", false).await?;
     // The lease in force (7 s once lease_7s is active), not just the setting.
     let upgrade: serde_json::Value = serde_json::from_str(
@@ -279,8 +395,8 @@ async fn run_demo(addrs: &[String], fleet: &Fleet) -> Result<()> {
     watched
 }
 
-async fn wait_for_leader(addrs: &[String], dir: &Path) -> Result<()> {
-    let client = MetaClient::new(addrs.to_vec())?;
+async fn wait_for_leader(addrs: &[String], transport: &Transport, dir: &Path) -> Result<()> {
+    let client = MetaClient::new(addrs.to_vec(), transport.clone())?;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         for a in addrs {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cairn_state::{ChunkSpaceInfo, TopoKind};
 use tokio::sync::{watch, Notify};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::chunk_service::space_to_pb;
@@ -20,6 +20,8 @@ use crate::client::{ClientError, MetaClient};
 use crate::copy_exec::{ChunkCopies, FleetDisks, ACK_POLL_MS};
 use crate::meta_service::LEADER_KEY;
 use crate::session_wire::WireClient;
+use crate::tls::{Auth, Ca, Role, TlsIdentity};
+use crate::transport::Transport;
 use crate::types::pb;
 
 #[derive(Clone, Debug)]
@@ -42,7 +44,7 @@ pub struct FleetConfig {
     /// Prefix of the simulated hostnames.
     pub host_prefix: String,
     /// How the chunks send keepalives (switchable while running).
-    pub transport: Transport,
+    pub keepalive_via: KeepAliveVia,
     /// Chunks sharing one session connection per member (0: the whole
     /// fleet shares one, as a host agent would for its chunks).
     pub chunks_per_conn: usize,
@@ -52,6 +54,56 @@ pub struct FleetConfig {
     /// Where to report every session opened, lost, stopped and started
     /// (the chaos checker's record of what the chunks saw).
     pub events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
+    /// Mutual TLS (None: plain TCP, `--insecure`).
+    pub tls: Option<Arc<FleetTls>>,
+}
+
+/// Mutual TLS for a simulated fleet, which plays the operator who deploys
+/// the chunks as well as the chunks: a chunk's certificate names its cid
+/// (docs/security.md), so a new chunk is first registered by the operator,
+/// then issued its certificate, then opens its session with it.
+pub struct FleetTls {
+    /// The operator's identity (an admin certificate): the topology, and
+    /// each new chunk's registration.
+    pub admin: Transport,
+    /// Issues each chunk the certificate of its cid.
+    pub ca: Ca,
+    /// The chunks' identities: `DIR/chunk-<cid>`, kept across restarts.
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Debug for FleetTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetTls")
+            .field("admin", &self.admin)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetTls {
+    /// Chunk `cid`'s transport, its identity issued first if it has none.
+    /// A stored identity is reused only if it is still good: this CA's,
+    /// for this cid, valid now; otherwise it is issued anew (into a
+    /// temporary directory first: an interrupted issue leaves nothing).
+    fn chunk(&self, cid: u32) -> Result<Transport, String> {
+        let dir = self.dir.join(format!("chunk-{cid}"));
+        let good = TlsIdentity::load(&dir).ok().filter(|id| {
+            id.ca_pem == self.ca.cert_pem() && id.self_check() == Auth::Verified(Role::Chunk(cid))
+        });
+        if good.is_none() {
+            let tmp = self.dir.join(format!(".chunk-{cid}.new"));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let (from, until) = crate::tls::certs::validity(365);
+            self.ca
+                .issue_into(&Role::Chunk(cid), from, until, &tmp)
+                .map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&tmp, &dir)
+                .map_err(|e| format!("{} -> {}: {e}", tmp.display(), dir.display()))?;
+        }
+        Transport::load(&dir).map_err(|e| e.to_string())
+    }
 }
 
 /// A chunk's session as the chunk saw it.
@@ -93,19 +145,19 @@ fn wall_ms() -> u64 {
 
 /// How a simulated chunk sends its keepalives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
+pub enum KeepAliveVia {
     /// The session wire (length-prefixed frames; crate::session_wire).
     Wire,
     /// One gRPC `KeepAliveStream` per chunk (the baseline).
     GrpcStream,
 }
 
-impl std::str::FromStr for Transport {
+impl std::str::FromStr for KeepAliveVia {
     type Err = String;
-    fn from_str(s: &str) -> Result<Transport, String> {
+    fn from_str(s: &str) -> Result<KeepAliveVia, String> {
         match s {
-            "wire" => Ok(Transport::Wire),
-            "grpc" => Ok(Transport::GrpcStream),
+            "wire" => Ok(KeepAliveVia::Wire),
+            "grpc" => Ok(KeepAliveVia::GrpcStream),
             _ => Err(format!("unknown transport {s:?}: expected wire or grpc")),
         }
     }
@@ -127,10 +179,11 @@ impl FleetConfig {
             bandwidth_mb_s: 200,
             state_file: None,
             host_prefix: "sim".into(),
-            transport: Transport::Wire,
+            keepalive_via: KeepAliveVia::Wire,
             chunks_per_conn: 0,
             chunk_slots: 16,
             events: None,
+            tls: None,
         }
     }
 }
@@ -249,8 +302,14 @@ impl Fleet {
         if cfg.chunks > MAX_CHUNKS {
             return Err(FleetError::TooMany(cfg.chunks));
         }
-        let client = MetaClient::new(cfg.endpoints.clone())
-            .map_err(|e| FleetError::Topology(e.to_string()))?;
+        let admin = cfg
+            .tls
+            .as_ref()
+            .map_or(Transport::Insecure, |t| t.admin.clone());
+        let client = Arc::new(
+            MetaClient::new(cfg.endpoints.clone(), admin)
+                .map_err(|e| FleetError::Topology(e.to_string()))?,
+        );
         let bricks = if cfg.zones == 0 {
             vec![]
         } else {
@@ -291,14 +350,20 @@ impl Fleet {
         let channels = Channels::default();
         let disks = Arc::new(FleetDisks::new(cfg.chunk_slots));
         let epoch = Instant::now();
-        let grpc_streams = Arc::new(AtomicBool::new(cfg.transport == Transport::GrpcStream));
-        let per_conn = if cfg.chunks_per_conn == 0 {
+        let grpc_streams = Arc::new(AtomicBool::new(
+            cfg.keepalive_via == KeepAliveVia::GrpcStream,
+        ));
+        // A chunk certificate speaks for one cid: with TLS, every chunk has
+        // its connections to itself.
+        let per_conn = if cfg.tls.is_some() {
+            1
+        } else if cfg.chunks_per_conn == 0 {
             cfg.chunks.max(1)
         } else {
             cfg.chunks_per_conn
         };
         let wires: Vec<Arc<WireClient>> = (0..cfg.chunks.div_ceil(per_conn))
-            .map(|_| Arc::default())
+            .map(|_| Arc::new(WireClient::new(Transport::Insecure)))
             .collect();
         let tasks = chunks
             .iter()
@@ -307,6 +372,8 @@ impl Fleet {
                     endpoints: cfg.endpoints.clone(),
                     next: 0,
                     leader: None,
+                    transport: Transport::Insecure,
+                    identity: 0,
                     channels: channels.clone(),
                     wire: wires[c.index / per_conn].clone(),
                     grpc_streams: grpc_streams.clone(),
@@ -315,6 +382,8 @@ impl Fleet {
                     disks: disks.clone(),
                     epoch,
                     events: cfg.events.clone(),
+                    tls: cfg.tls.clone(),
+                    admin: client.clone(),
                 };
                 let (c, state) = (c.clone(), state.clone());
                 tokio::spawn(async move { chunk_loop(c, conn, exec, state).await })
@@ -331,9 +400,9 @@ impl Fleet {
     }
 
     /// Switches how every chunk sends its next keepalives.
-    pub fn set_transport(&self, t: Transport) {
+    pub fn set_keepalive_via(&self, t: KeepAliveVia) {
         self.grpc_streams
-            .store(t == Transport::GrpcStream, Ordering::Relaxed);
+            .store(t == KeepAliveVia::GrpcStream, Ordering::Relaxed);
     }
 
     pub fn chunks(&self) -> &[Arc<SimChunk>] {
@@ -517,7 +586,11 @@ struct Conn {
     endpoints: Vec<String>,
     next: usize,
     leader: Option<String>,
-    /// Shared by the fleet: one HTTP/2 connection per member, multiplexed.
+    /// Plain, or TLS as chunk `identity` (0: none yet).
+    transport: Transport,
+    identity: u32,
+    /// Shared by the fleet without TLS: one HTTP/2 connection per member,
+    /// multiplexed; with TLS, the chunk's own.
     channels: Channels,
     /// Shared by `chunks_per_conn` chunks: one session wire per member.
     wire: Arc<WireClient>,
@@ -540,17 +613,28 @@ impl Conn {
             match channels.get(&addr) {
                 Some(ch) => ch.clone(),
                 None => {
-                    let ch = Endpoint::from_shared(format!("http://{addr}"))
-                        .ok()?
-                        .connect_timeout(Duration::from_millis(300))
-                        .tcp_nodelay(true)
-                        .connect_lazy();
+                    // A TLS handshake costs another round trip.
+                    let connect_ms = if self.transport.is_tls() { 1_000 } else { 300 };
+                    let ch = self
+                        .transport
+                        .channel(&addr, |e| {
+                            e.connect_timeout(Duration::from_millis(connect_ms))
+                        })
+                        .ok()?;
                     channels.insert(addr.clone(), ch.clone());
                     ch
                 }
             }
         };
         Some((addr, pb::chunk_client::ChunkClient::new(ch)))
+    }
+
+    /// From now on, connect as chunk `cid` (its own connections).
+    fn become_chunk(&mut self, cid: u32, transport: Transport) {
+        self.wire = Arc::new(WireClient::new(transport.clone()));
+        self.transport = transport;
+        self.channels = Channels::default();
+        self.identity = cid;
     }
 
     /// After a failed call: follow the leader the member named, or move on.
@@ -573,6 +657,9 @@ struct Exec {
     disks: Arc<FleetDisks>,
     epoch: Instant,
     events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
+    tls: Option<Arc<FleetTls>>,
+    /// The fleet's operator client (registers new chunks under TLS).
+    admin: Arc<MetaClient>,
 }
 
 impl Exec {
@@ -623,6 +710,17 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<Sta
             exec.emit(c.cid(), SessionEventKind::Started, 0, last_ack_ms);
             continue;
         }
+        if let Some(tls) = &exec.tls {
+            let before = conn.identity;
+            if let Err(e) = provision(&c, &mut conn, tls, &exec.admin, &state).await {
+                tracing::warn!(host = %c.hostname, error = %e, "cannot set the chunk up; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            if conn.identity != before {
+                stream.close();
+            }
+        }
         let Some((addr, mut client)) = conn.client() else {
             tokio::time::sleep(retry).await;
             continue;
@@ -667,6 +765,8 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<Sta
                 Err(s) => {
                     if s.code() == Code::NotFound || s.code() == Code::FailedPrecondition {
                         // Meta does not know this cid (any more): a new chunk.
+                        // (Under TLS, `provision` finds the chunk again by
+                        // hostname and data address unless it was removed.)
                         tracing::warn!(host = %c.hostname, error = %s.message(), "registering as a new chunk");
                         c.cid.store(0, Ordering::Relaxed);
                     }
@@ -743,6 +843,64 @@ async fn chunk_loop(c: Arc<SimChunk>, mut conn: Conn, exec: Exec, state: Arc<Sta
         }
         let _ = tokio::time::timeout(sleep, running.changed()).await;
     }
+}
+
+/// Under TLS, what an operator does before a chunk runs: register a new
+/// chunk (its cid), then issue it the certificate of that cid.
+async fn provision(
+    c: &SimChunk,
+    conn: &mut Conn,
+    tls: &FleetTls,
+    admin: &MetaClient,
+    state: &StateWriter,
+) -> Result<(), String> {
+    if c.cid() == 0 {
+        // A chunk registered before (an answer lost, a cid the fleet
+        // forgot) is found by its hostname and data address, never
+        // registered twice.
+        if let Some(cid) = registered_as(admin, &c.hostname, &c.data_addr).await? {
+            c.cid.store(cid, Ordering::Relaxed);
+            state.save();
+        }
+    }
+    if c.cid() == 0 {
+        let (version, capabilities) = c.advert.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let r = admin
+            .register_chunk(pb::RegisterChunkRequest {
+                hostname: c.hostname.clone(),
+                data_addr: c.data_addr.clone(),
+                brick: c.brick,
+                version,
+                capabilities,
+            })
+            .await
+            .map_err(|e| format!("registering the chunk: {e}"))?;
+        c.cid.store(r.cid, Ordering::Relaxed);
+        state.save();
+    }
+    if conn.identity != c.cid() {
+        let transport = tls.chunk(c.cid())?;
+        conn.become_chunk(c.cid(), transport);
+    }
+    Ok(())
+}
+
+/// The cid of the chunk registered with this hostname and data address
+/// and not removed, if any.
+async fn registered_as(
+    admin: &MetaClient,
+    hostname: &str,
+    data_addr: &str,
+) -> Result<Option<u32>, String> {
+    let v = admin
+        .read("chunks", false)
+        .await
+        .map_err(|e| format!("listing the chunks: {e}"))?;
+    Ok(v["chunks"].as_array().into_iter().flatten().find_map(|c| {
+        (c["hostname"] == hostname && c["data_addr"] == data_addr && c["state"] != "removed")
+            .then(|| c["cid"].as_u64().and_then(|cid| u32::try_from(cid).ok()))
+            .flatten()
+    }))
 }
 
 /// A chunk's long-lived keepalive stream to the leader: opened on first

@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
-use cairn_node::fleet::{Fleet, FleetConfig, Transport};
+use cairn_node::fleet::{Fleet, FleetConfig, FleetTls, KeepAliveVia};
 use cairn_node::types::pb;
 use clap::{Args, Subcommand};
 
@@ -42,7 +43,7 @@ pub struct FleetRun {
     /// How chunks keep alive: `wire` (the session wire: length-prefixed
     /// frames on the members' port) or `grpc` (one gRPC stream per chunk).
     #[arg(long, default_value = "wire")]
-    transport: Transport,
+    transport: KeepAliveVia,
     /// Chunks sharing one session connection per member (0: all of them,
     /// like one host agent; 1: a connection per chunk).
     #[arg(long, default_value_t = 0)]
@@ -92,7 +93,8 @@ pub fn record_control(addr: SocketAddr) -> Result<()> {
     std::fs::write(&file, addr.to_string()).with_context(|| format!("writing {}", file.display()))
 }
 
-pub async fn run(endpoints: Vec<String>, a: FleetRun) -> Result<()> {
+/// Runs the fleet; `tls`: its chunks' certificates (None: plain TCP).
+pub async fn run(endpoints: Vec<String>, tls: Option<Arc<FleetTls>>, a: FleetRun) -> Result<()> {
     if a.chunks == 0 || a.chunks > cairn_node::fleet::MAX_CHUNKS {
         bail!("--chunks must be in 1..={}", cairn_node::fleet::MAX_CHUNKS);
     }
@@ -109,8 +111,9 @@ pub async fn run(endpoints: Vec<String>, a: FleetRun) -> Result<()> {
     cfg.version = a.version;
     cfg.bandwidth_mb_s = a.bandwidth;
     cfg.state_file = a.state;
-    cfg.transport = a.transport;
+    cfg.keepalive_via = a.transport;
     cfg.chunks_per_conn = a.chunks_per_conn;
+    cfg.tls = tls;
     let mut fleet = Fleet::start(cfg).await?;
     let control = fleet.serve_control(a.control).await?;
     record_control(control)?;

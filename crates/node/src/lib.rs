@@ -1,12 +1,14 @@
 //! Cairn's replicated node: `cairn-state` under openraft, on RocksDB, over
 //! tonic. Glue only: every decision lives in the pure crates.
 
+pub mod authz;
 pub mod chaos_bug;
 pub mod chunk_service;
 pub mod client;
 pub mod copies;
 pub mod copy_exec;
 pub mod fleet;
+pub mod limits;
 pub mod linearizable;
 pub mod meta_service;
 pub mod metrics;
@@ -19,6 +21,7 @@ pub mod session_wire;
 pub mod sessions;
 pub mod store;
 pub mod tls;
+pub mod transport;
 pub mod types;
 pub mod upgrade;
 pub mod views;

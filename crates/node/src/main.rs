@@ -3,10 +3,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_node::client::MetaClient;
+use cairn_node::fleet::FleetTls;
+use cairn_node::limits::Limits;
 use cairn_node::node::{Node, NodeConfig};
+use cairn_node::tls::{Ca, TlsIdentity};
+use cairn_node::transport::Transport;
 use clap::{Parser, Subcommand};
 
 // glibc's malloc consolidates its fast bins on every large request: after
@@ -43,6 +48,21 @@ struct Cli {
     /// running `cairn dev` recorded).
     #[arg(long, global = true, value_delimiter = ',')]
     endpoints: Vec<String>,
+    /// Mutual TLS as the identity in DIR (ca.pem, cert.pem, key.pem, from
+    /// `cairn cert issue`): a member's own for `cairn server`, an admin's or
+    /// reader's for the CLI. Default: the one a running `cairn dev`
+    /// recorded, when talking to its endpoints.
+    #[arg(long, global = true, env = "CAIRN_TLS", value_name = "DIR")]
+    tls: Option<PathBuf>,
+    /// Plain TCP, no TLS: nobody is authenticated and anyone who reaches
+    /// the port may do anything. Only for a throwaway local cluster.
+    #[arg(long, global = true, conflicts_with = "tls")]
+    insecure: bool,
+    /// The CA directory (ca.pem, ca.key): only simulated fleets (`cairn
+    /// fleet`, `cairn bench`) need it, to issue each new chunk the
+    /// certificate of its cid. Default: the one `cairn dev` recorded.
+    #[arg(long, global = true, value_name = "DIR")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -117,6 +137,8 @@ enum Command {
         /// last heard a quorum). Give every member the same.
         #[arg(long, default_value = "300-600", value_parser = parse_range)]
         election_timeout_ms: (u64, u64),
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Start a local quorum of real `cairn server` processes on free
     /// 127.0.0.1 ports, record their endpoints for the CLI, and stop them all
@@ -444,37 +466,161 @@ async fn main() {
     }
 }
 
-fn endpoints(given: &[String]) -> Result<Vec<String>> {
-    if !given.is_empty() {
-        return Ok(given.to_vec());
+/// What one peer may take of a member (docs/security.md, "Limits").
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Largest Meta or Chunk request a member decodes, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Most log entries the leader sends in one AppendEntries.
+    #[arg(long, default_value_t = Limits::default().max_append_entries)]
+    max_append_entries: u64,
+    /// Proposals waiting for the leader's batcher; beyond, UNAVAILABLE.
+    #[arg(long, default_value_t = Limits::default().max_queued_proposals)]
+    max_queued_proposals: usize,
+    /// HTTP/2 streams one connection may have open (more wait on the client).
+    #[arg(long, default_value_t = Limits::default().max_streams_per_conn)]
+    max_streams_per_conn: u32,
+    /// Connections a member holds at once; beyond, new ones are closed.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Keepalives one connection (session wire or gRPC stream) may send
+    /// per second; beyond, its next ones wait.
+    #[arg(long, default_value_t = Limits::default().max_keepalives_per_sec)]
+    max_keepalives_per_sec: u32,
+}
+
+impl From<LimitArgs> for Limits {
+    fn from(a: LimitArgs) -> Limits {
+        Limits {
+            max_message_bytes: a.max_message_bytes,
+            max_append_entries: a.max_append_entries,
+            max_queued_proposals: a.max_queued_proposals,
+            max_streams_per_conn: a.max_streams_per_conn,
+            max_connections: a.max_connections,
+            max_keepalives_per_sec: a.max_keepalives_per_sec,
+        }
     }
-    dev::recorded_endpoints().with_context(|| {
-        format!(
-            "no --endpoints given and no running `cairn dev` recorded any in {}",
-            dev::state_file().display()
-        )
+}
+
+/// The global flags that say where and how to connect.
+struct Net {
+    endpoints: Vec<String>,
+    tls: Option<PathBuf>,
+    insecure: bool,
+    ca: Option<PathBuf>,
+}
+
+/// Which cluster a client command talks to, and how.
+struct Target {
+    endpoints: Vec<String>,
+    transport: Transport,
+    /// The CA, for simulated fleets (None: not given, or TLS is off).
+    ca: Option<PathBuf>,
+}
+
+/// The endpoints and transport of a client command: as given, else what a
+/// running `cairn dev` recorded (its endpoints with its admin identity).
+fn target(cli: &Net) -> Result<Target> {
+    let recorded = if cli.endpoints.is_empty() {
+        Some(dev::recorded().with_context(|| {
+            format!(
+                "no --endpoints given and no running `cairn dev` recorded any in {}",
+                dev::state_file().display()
+            )
+        })?)
+    } else {
+        None
+    };
+    let transport = if let Some(dir) = &cli.tls {
+        Transport::load(dir)
+            .with_context(|| format!("loading the TLS identity in {}", dir.display()))?
+    } else if cli.insecure {
+        eprintln!("warning: --insecure: plain TCP, nobody authenticated");
+        Transport::Insecure
+    } else if let Some(r) = &recorded {
+        match &r.tls {
+            Some(dir) => Transport::load(dir).with_context(|| {
+                format!(
+                    "loading the TLS identity `cairn dev` recorded in {}",
+                    dir.display()
+                )
+            })?,
+            None => Transport::Insecure,
+        }
+    } else {
+        bail!(
+            "no TLS identity: give --tls DIR (or set CAIRN_TLS) with an identity from `cairn cert issue`, or --insecure for a cluster started with --insecure"
+        );
+    };
+    let ca = match (&cli.ca, &recorded, transport.is_tls()) {
+        (Some(dir), _, _) => Some(dir.clone()),
+        (None, Some(r), true) => r.ca.clone(),
+        _ => None,
+    };
+    let endpoints = match recorded {
+        Some(r) => r.endpoints,
+        None => cli.endpoints.clone(),
+    };
+    Ok(Target {
+        endpoints,
+        transport,
+        ca,
     })
 }
 
-fn client(given: &[String]) -> Result<MetaClient> {
-    Ok(MetaClient::new(endpoints(given)?)?)
+/// A simulated fleet's TLS under `t`: it registers new chunks as the admin
+/// and issues their certificates from the CA (None: TLS is off).
+fn fleet_tls(t: &Target) -> Result<Option<Arc<FleetTls>>> {
+    if !t.transport.is_tls() {
+        return Ok(None);
+    }
+    let Some(dir) = &t.ca else {
+        bail!("a simulated fleet under TLS issues its chunks' certificates: give --ca DIR, the CA from `cairn cert init` (or run against `cairn dev`, which records its own)");
+    };
+    let ca = Ca::load(dir).with_context(|| format!("loading the CA from {}", dir.display()))?;
+    Ok(Some(Arc::new(FleetTls {
+        admin: t.transport.clone(),
+        ca,
+        dir: dir.join("chunks"),
+    })))
+}
+
+fn client(cli: &Net) -> Result<MetaClient> {
+    let t = target(cli)?;
+    Ok(MetaClient::new(t.endpoints, t.transport)?)
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    match cli.cmd {
+    let Cli {
+        json,
+        stale,
+        endpoints,
+        tls,
+        insecure,
+        ca,
+        cmd,
+    } = cli;
+    let net = Net {
+        endpoints,
+        tls,
+        insecure,
+        ca,
+    };
+    match cmd {
         Command::Dev {
             nodes,
             dir,
             chunks,
             racks,
             demo,
-        } => dev::run(nodes, dir, chunks, racks, demo).await,
-        Command::Fleet { cmd: None, run } => fleet_cli::run(endpoints(&cli.endpoints)?, run).await,
-        Command::Fleet { cmd: Some(cmd), .. } => fleet_cli::control(cmd, cli.json).await,
-        Command::Session { cmd } => {
-            let client = MetaClient::new(endpoints(&cli.endpoints)?)?;
-            fleet_cli::session(&client, cmd, cli.json).await
+        } => dev::run(nodes, dir, chunks, racks, demo, net.insecure).await,
+        Command::Fleet { cmd: None, run } => {
+            let t = target(&net)?;
+            fleet_cli::run(t.endpoints.clone(), fleet_tls(&t)?, run).await
         }
+        Command::Fleet { cmd: Some(cmd), .. } => fleet_cli::control(cmd, json).await,
+        Command::Session { cmd } => fleet_cli::session(&client(&net)?, cmd, json).await,
         Command::Server {
             id,
             listen,
@@ -488,15 +634,29 @@ async fn run(cli: Cli) -> Result<()> {
             metrics_addr,
             heartbeat_ms,
             election_timeout_ms,
+            limits,
         } => {
             if let Some(bug) = cairn_node::chaos_bug::announce() {
                 tracing::error!("CHAOS BUG ACTIVE: {bug} (a deliberately broken member, for testing cairn-chaos)");
             }
             let mut cfg = NodeConfig::new(id, listen, data_dir);
+            cfg.tls = match (&net.tls, net.insecure) {
+                (Some(dir), _) => Some(TlsIdentity::load(dir).with_context(|| {
+                    format!("loading this member's TLS identity from {}", dir.display())
+                })?),
+                (None, true) => {
+                    tracing::warn!(%listen, "TLS is OFF (--insecure): anyone who reaches this port can read and rewrite the cluster's state, and join it");
+                    None
+                }
+                (None, false) => bail!(
+                    "cairn server needs --tls DIR, this member's identity (`cairn cert issue --ca CA --role member:{id} --out DIR`), or --insecure to run without TLS"
+                ),
+            };
             cfg.routes = routes.unwrap_or_default();
             cfg.metrics_addr = metrics_addr;
             cfg.heartbeat_ms = heartbeat_ms;
             (cfg.election_min_ms, cfg.election_max_ms) = election_timeout_ms;
+            cfg.limits = limits.into();
             if let Some(v) = emulate_version {
                 let capabilities = cairn_capability::capabilities_of(&v)
                     .with_context(|| format!("--emulate-version {v}"))?;
@@ -533,37 +693,29 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Debug { cmd } => debug(cmd),
-        Command::Sim { cmd } => sim_cli::run(cmd, cli.json),
-        Command::Cert { cmd } => cert_cli::run(cmd, cli.json),
+        Command::Sim { cmd } => sim_cli::run(cmd, json),
+        Command::Cert { cmd } => cert_cli::run(cmd, json),
         Command::Bench {
             cmd: BenchCmd::CompareEtcd(args),
-        } => bench_etcd::compare(args, cli.json).await,
+        } => bench_etcd::compare(args, json).await,
         Command::Bench {
             cmd: BenchCmd::Failover(args),
-        } => bench_etcd::failover(args, cli.json).await,
-        Command::Cluster { cmd } => cluster(cmd, endpoints(&cli.endpoints)?, cli.json).await,
-        Command::Topo { cmd } => {
-            cli::topo(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
-        }
-        Command::Chunk { cmd } => {
-            cli::chunk(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
-        }
-        Command::Volume { cmd } => {
-            cli::volume(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
-        }
-        Command::Extent { cmd } => {
-            cli::extent(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
-        }
-        Command::Upgrade { cmd } => {
-            upgrade_cli::upgrade(&client(&cli.endpoints)?, cmd, cli.json).await
-        }
-        Command::Sched { cmd } => sched_cli::sched(&client(&cli.endpoints)?, cmd, cli.json).await,
-        Command::Config { cmd } => {
-            cli::config(&client(&cli.endpoints)?, cmd, cli.json, cli.stale).await
-        }
+        } => bench_etcd::failover(args, json).await,
+        Command::Cluster { cmd } => cluster(cmd, target(&net)?, json).await,
+        Command::Topo { cmd } => cli::topo(&client(&net)?, cmd, json, stale).await,
+        Command::Chunk { cmd } => cli::chunk(&client(&net)?, cmd, json, stale).await,
+        Command::Volume { cmd } => cli::volume(&client(&net)?, cmd, json, stale).await,
+        Command::Extent { cmd } => cli::extent(&client(&net)?, cmd, json, stale).await,
+        Command::Upgrade { cmd } => upgrade_cli::upgrade(&client(&net)?, cmd, json).await,
+        Command::Sched { cmd } => sched_cli::sched(&client(&net)?, cmd, json).await,
+        Command::Config { cmd } => cli::config(&client(&net)?, cmd, json, stale).await,
         Command::Bench {
             cmd: BenchCmd::Write { clients, duration },
-        } => bench::write(endpoints(&cli.endpoints)?, clients, duration).await,
+        } => {
+            let t = target(&net)?;
+            let tls = fleet_tls(&t)?;
+            bench::write(t.endpoints, t.transport, tls, clients, duration).await
+        }
         Command::Bench {
             cmd:
                 BenchCmd::Sessions {
@@ -572,8 +724,12 @@ async fn run(cli: Cli) -> Result<()> {
                     chunks_per_conn,
                 },
         } => {
+            let t = target(&net)?;
+            let tls = fleet_tls(&t)?;
             bench::sessions(
-                endpoints(&cli.endpoints)?,
+                t.endpoints,
+                t.transport,
+                tls,
                 sessions,
                 duration,
                 chunks_per_conn,
@@ -583,8 +739,9 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn cluster(cmd: ClusterCmd, endpoints: Vec<String>, json: bool) -> Result<()> {
-    let client = MetaClient::new(endpoints.clone())?;
+async fn cluster(cmd: ClusterCmd, target: Target, json: bool) -> Result<()> {
+    let endpoints = target.endpoints.clone();
+    let client = MetaClient::new(target.endpoints, target.transport)?;
     match cmd {
         ClusterCmd::Status => status(&client, &endpoints, json).await,
         ClusterCmd::AddLearner { id, addr } => {

@@ -8,6 +8,7 @@ use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Response, Status};
 
 use crate::store::sm::SmHandle;
+use crate::tls::Role;
 use crate::types::{self, pb, NodeId, Raft};
 
 use crate::copies::SchedHandle;
@@ -121,9 +122,11 @@ impl MetaService {
         Ok(Response::new(resp))
     }
 
-    pub fn into_server(self) -> pb::meta_server::MetaServer<MetaService> {
+    /// `max_request_bytes`: the largest request decoded (replies, such as
+    /// a large read, may be bigger).
+    pub fn into_server(self, max_request_bytes: usize) -> pb::meta_server::MetaServer<MetaService> {
         pb::meta_server::MetaServer::new(self)
-            .max_decoding_message_size(64 << 20)
+            .max_decoding_message_size(max_request_bytes)
             .max_encoding_message_size(64 << 20)
     }
 }
@@ -169,6 +172,44 @@ fn leader_only(c: &Cmd) -> bool {
     )
 }
 
+/// A member proposes only its own advertisement, and only a member
+/// advertises a member: its version is its own word (docs/security.md).
+fn check_proposer(role: Option<&Role>, cmds: &[Cmd]) -> Result<(), Status> {
+    for c in cmds {
+        match (role, c) {
+            (None, _) => {}
+            (Some(role), Cmd::AdvertiseMember { node_id, .. }) => {
+                if !matches!(role, Role::Member(_)) {
+                    tracing::warn!(%role, node_id, "refused: advertising a member");
+                    return Err(Status::permission_denied(format!(
+                        "{role} may not advertise member {node_id}: a member advertises itself"
+                    )));
+                }
+                crate::authz::check_member_self(Some(role), *node_id, "advertise")?;
+            }
+            (Some(Role::Member(id)), other) => {
+                tracing::warn!(member = id, cmd = ?other, "refused: member proposing");
+                return Err(Status::permission_denied(format!(
+                    "member:{id} may propose only its own advertisement, not {}",
+                    cmd_name(other)
+                )));
+            }
+            (Some(_), _) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A command's variant name, for messages (not its content).
+fn cmd_name(c: &Cmd) -> String {
+    let debug = format!("{c:?}");
+    debug
+        .split(|ch: char| !ch.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn topo_kind(k: i32) -> Result<TopoKind, Status> {
     match pb::TopoKind::try_from(k) {
         Ok(pb::TopoKind::Zone) => Ok(TopoKind::Zone),
@@ -197,8 +238,10 @@ impl pb::meta_server::Meta for MetaService {
         &self,
         request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposeResponse>, Status> {
+        let role = crate::authz::role_of(&request)?;
         let cmds: Vec<Cmd> = types::decode(&request.get_ref().cmds)
             .map_err(|e| Status::invalid_argument(format!("cannot decode commands: {e}")))?;
+        check_proposer(role.as_ref(), &cmds)?;
         if let Some(c) = cmds.iter().find(|c| leader_only(c)) {
             return Err(Status::permission_denied(format!(
                 "{c:?} is decided by the leader alone (session tracker, upgrade gate, scheduler) and cannot be proposed by a client"
@@ -255,6 +298,7 @@ impl pb::meta_server::Meta for MetaService {
             members,
             cluster_id: self.cluster_id,
             pid: std::process::id(),
+            quorum_ack_age_ms: m.millis_since_quorum_ack,
             node_id: m.id,
             term: m.current_term,
             leader_id: m.current_leader.unwrap_or(0),
@@ -352,7 +396,16 @@ impl pb::meta_server::Meta for MetaService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::AdminResponse>, Status> {
+        let role = crate::authz::role_of(&request)?;
         let r = request.into_inner();
+        crate::authz::check_member_self(role.as_ref(), r.node_id, "add a learner")?;
+        if matches!(role, Some(Role::Member(_))) && !r.advertised {
+            // A joining member's version is checked against the active
+            // capabilities: it may not skip that by not advertising.
+            return Err(Status::permission_denied(
+                "a member joins with its advertisement (version and capabilities)",
+            ));
+        }
         if r.node_id == 0 || r.addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(Status::invalid_argument(format!(
                 "add-learner needs a node id >= 1 and a host:port address, got {} {:?}",

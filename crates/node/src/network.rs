@@ -18,13 +18,14 @@ use openraft::raft::{
 };
 use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::raft_service::{CLUSTER_KEY, MAX_RAFT_MESSAGE_BYTES};
+use crate::transport::Transport;
 use crate::types::{self, pb, NodeId, TypeConfig};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// Sent with every RPC: a member of another cluster refuses it.
@@ -32,14 +33,17 @@ pub struct Network {
     /// Peers reached at another address than their membership one (a
     /// fault-injecting proxy in front of them: `cairn server --routes`).
     routes: Arc<BTreeMap<NodeId, String>>,
+    /// Plain or mutual TLS as this member.
+    transport: Transport,
 }
 
 impl Network {
-    pub fn new(cluster_id: u64) -> Network {
+    pub fn new(cluster_id: u64, transport: Transport) -> Network {
         Network {
             channels: Arc::default(),
             cluster_id,
             routes: Arc::default(),
+            transport,
         }
     }
 
@@ -54,13 +58,11 @@ impl Network {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
-            .connect_timeout(Duration::from_millis(300))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+        let c = self.transport.channel(addr, |e| {
+            e.connect_timeout(Duration::from_millis(300))
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5))
+        })?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -186,7 +188,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut net = Network::default();
+        let mut net = Network::new(0, Transport::Insecure);
         let node = BasicNode {
             addr: format!("127.0.0.1:{port}"),
         };

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::chunk_service::ChunkService;
 use crate::client::MetaClient;
 use crate::copies::SchedHandle;
+use crate::limits::{Bucket, Limits};
 use crate::meta_service::MetaService;
 use crate::network::Network;
 use crate::propose::Proposer;
@@ -22,6 +23,8 @@ use crate::session_wire;
 use crate::sessions::Sessions;
 use crate::store::log::{Identity, LogStore};
 use crate::store::sm::{SmHandle, StateMachineStore};
+use crate::tls::{Role, TlsIdentity};
+use crate::transport::{Accepted, Listening, ServerIo, Transport};
 use crate::types::{NodeId, Raft};
 
 /// The leader's heartbeat period.
@@ -61,6 +64,11 @@ pub struct NodeConfig {
     pub routes: BTreeMap<NodeId, String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (None: don't).
     pub metrics_addr: Option<SocketAddr>,
+    /// This member's identity (`cairn cert issue member:<id>`): mutual TLS
+    /// on its port and towards its peers. None: plain TCP (`--insecure`).
+    pub tls: Option<TlsIdentity>,
+    /// What one peer may take of this member.
+    pub limits: Limits,
 }
 
 impl NodeConfig {
@@ -74,6 +82,8 @@ impl NodeConfig {
             advert: cairn_capability::Advert::current(),
             routes: BTreeMap::new(),
             metrics_addr: None,
+            tls: None,
+            limits: Limits::default(),
             snapshot_every: 10_000,
             space_every_ms: 5_000,
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
@@ -127,6 +137,8 @@ pub enum NodeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS identity {dir}: {reason}")]
+    Tls { dir: PathBuf, reason: String },
     #[error("raft failed to start: {0}")]
     Raft(String),
     #[error("cluster initialization failed: {0}")]
@@ -179,6 +191,8 @@ impl Node {
             return Err(NodeError::BadId);
         }
         check_timing(&cfg)?;
+        cfg.limits.check().map_err(NodeError::Config)?;
+        let (listening, transport) = security(&cfg)?;
         let log_dir = cfg.data_dir.join("raft");
         // The cluster this member is asked to be part of, if it is told.
         let found = LogStore::peek_identity(&log_dir)?;
@@ -189,9 +203,10 @@ impl Node {
             // A member that already holds an identity restarts without
             // asking anyone (the member it joined through may be down).
             (None, Some(_)) if found.is_some() => None,
-            (None, Some(via)) => {
-                Some((join_cluster_id(via).await?, format!("the cluster at {via}")))
-            }
+            (None, Some(via)) => Some((
+                join_cluster_id(via, &transport).await?,
+                format!("the cluster at {via}"),
+            )),
             (None, None) => None,
         };
         // Decide from a read-only look, so that a refusal leaves the data
@@ -246,6 +261,7 @@ impl Node {
             election_timeout_max: cfg.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: 0,
+            max_payload_entries: cfg.limits.max_append_entries,
             ..Default::default()
         }
         .validate()
@@ -278,7 +294,7 @@ impl Node {
         let raft = Raft::new(
             cfg.id,
             Arc::new(config),
-            Network::new(cluster_id).with_routes(cfg.routes.clone()),
+            Network::new(cluster_id, transport.clone()).with_routes(cfg.routes.clone()),
             log,
             sm,
         )
@@ -290,7 +306,7 @@ impl Node {
             .set_serving::<crate::types::pb::meta_server::MetaServer<MetaService>>()
             .await;
         let (shutdown, mut stop) = watch::channel(false);
-        let proposer = Proposer::new(raft.clone());
+        let proposer = Proposer::new(raft.clone(), cfg.limits.max_queued_proposals);
         let sessions = Sessions::new(raft.clone());
         let runner = crate::sessions::spawn_runner(
             raft.clone(),
@@ -309,6 +325,7 @@ impl Node {
         let (fatal_tx, fatal) = watch::channel(None);
         let advertiser = crate::upgrade::spawn_advertiser(
             raft.clone(),
+            transport.clone(),
             sm_handle.clone(),
             cfg.id,
             cfg.advert.clone(),
@@ -325,6 +342,8 @@ impl Node {
             shutdown.subscribe(),
         );
         let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(cfg.limits.max_streams_per_conn)
+            .layer(crate::authz::AuthzLayer)
             .add_service(health_service)
             .add_service(RaftService::new(raft.clone(), cluster_id).into_server())
             .add_service(
@@ -336,11 +355,17 @@ impl Node {
                     sessions.clone(),
                     sched.clone(),
                 )
-                .into_server(),
+                .into_server(cfg.limits.max_message_bytes),
             )
             .add_service(
-                ChunkService::new(raft.clone(), sm_handle.clone(), proposer, sessions.clone())
-                    .into_server(),
+                ChunkService::new(
+                    raft.clone(),
+                    sm_handle.clone(),
+                    proposer,
+                    sessions.clone(),
+                    cfg.limits.clone(),
+                )
+                .into_server(),
             );
         let (metrics_addr, metrics) = match metrics_listener {
             Some(listener) => {
@@ -355,7 +380,14 @@ impl Node {
             }
             None => (None, None),
         };
-        let incoming = split_listener(listener, raft.clone(), sessions.clone(), stop.clone());
+        let incoming = split_listener(
+            listener,
+            listening,
+            cfg.limits.clone(),
+            raft.clone(),
+            sessions.clone(),
+            stop.clone(),
+        );
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|s| *s).await;
         }));
@@ -393,10 +425,13 @@ impl Node {
                 tracing::info!(id = cfg.id, "already a member; --join has nothing to do");
             } else {
                 // Returns once this member has caught up (by log or snapshot).
-                let client = MetaClient::new(vec![via.clone()]).map_err(|e| NodeError::Join {
-                    via: via.clone(),
-                    reason: e.to_string(),
-                })?;
+                let client =
+                    MetaClient::new(vec![via.clone()], transport.clone()).map_err(|e| {
+                        NodeError::Join {
+                            via: via.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
                 let index = client
                     .add_learner(cfg.id, &addr.to_string(), Some(&cfg.advert))
                     .await
@@ -452,16 +487,20 @@ impl Node {
     }
 }
 
-/// Accepts connections on the member's one port and sorts them by their
-/// first byte: the session wire's magic goes to its handler, everything else
-/// (HTTP/2, whose preface starts with "PRI") to the gRPC server.
+/// Accepts connections on the member's one port: the TLS handshake (or a
+/// look at the first byte) sorts them between the session wire and gRPC
+/// (crate::transport::Listening::accept).
 fn split_listener(
     listener: TcpListener,
+    listening: Listening,
+    limits: Limits,
     raft: Raft,
     sessions: Sessions,
     mut stop: watch::Receiver<bool>,
-) -> impl futures::Stream<Item = std::io::Result<TcpStream>> {
-    let (grpc, rx) = tokio::sync::mpsc::channel::<TcpStream>(64);
+) -> impl futures::Stream<Item = std::io::Result<ServerIo>> {
+    let (grpc, rx) = tokio::sync::mpsc::channel::<ServerIo>(64);
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut refused_at: Option<std::time::Instant> = None;
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -478,25 +517,39 @@ fn split_listener(
                     continue;
                 }
             };
+            // A permit per open connection, held until it closes.
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                // Logged at most once a second: a flood must not flood the log.
+                if refused_at.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                    refused_at = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        max = limits.max_connections,
+                        "refusing connections: --max-connections open"
+                    );
+                }
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            let (grpc, raft, sessions, stop) =
-                (grpc.clone(), raft.clone(), sessions.clone(), stop.clone());
+            let keepalives_per_sec = limits.max_keepalives_per_sec;
+            let (grpc, listening, raft, sessions, stop) = (
+                grpc.clone(),
+                listening.clone(),
+                raft.clone(),
+                sessions.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move {
-                let mut first = [0u8; 1];
-                let peeked = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    stream.peek(&mut first),
-                )
-                .await;
-                match peeked {
-                    Ok(Ok(1)) if first[0] == session_wire::MAGIC[0] => {
-                        session_wire::serve(stream, raft, sessions, stop).await
+                match listening.accept(stream).await {
+                    Some(Accepted::Wire(io, peer)) => {
+                        let limit = Bucket::new(keepalives_per_sec);
+                        session_wire::serve(io, peer, limit, raft, sessions, stop).await;
+                        drop(permit);
                     }
-                    Ok(Ok(1)) => {
-                        let _ = grpc.send(stream).await;
+                    Some(Accepted::Grpc(io)) => {
+                        let _ = grpc.send(io.holding(permit)).await;
                     }
-                    // Closed, failed or silent before saying anything.
-                    _ => {}
+                    None => {}
                 }
             });
         }
@@ -505,6 +558,30 @@ fn split_listener(
         rx,
         |mut rx| async move { rx.recv().await.map(|s| (Ok(s), rx)) },
     )
+}
+
+/// The listener and the client transport of a member: mutual TLS as its
+/// identity, which must be a member certificate of its own id, or plain.
+fn security(cfg: &NodeConfig) -> Result<(Listening, Transport), NodeError> {
+    let Some(identity) = &cfg.tls else {
+        return Ok((Listening::Insecure, Transport::Insecure));
+    };
+    let err = |reason: String| NodeError::Tls {
+        dir: identity.dir.clone(),
+        reason,
+    };
+    match identity.role().map_err(|e| err(e.to_string()))? {
+        Role::Member(id) if id == cfg.id => {}
+        other => {
+            return Err(err(format!(
+                "its certificate is for {other}, but this is member {}: issue one with `cairn cert issue --ca CA_DIR --role member:{} --out DIR`",
+                cfg.id, cfg.id
+            )))
+        }
+    }
+    let listening = Listening::tls(identity).map_err(|e| err(e.to_string()))?;
+    let transport = Transport::tls(identity).map_err(|e| err(e.to_string()))?;
+    Ok((listening, transport))
 }
 
 /// Election and heartbeat settings the session leases stay safe with: a
@@ -537,12 +614,13 @@ fn check_timing(cfg: &NodeConfig) -> Result<(), NodeError> {
 }
 
 /// Asks a member of a running cluster for its cluster id.
-async fn join_cluster_id(via: &str) -> Result<u64, NodeError> {
+async fn join_cluster_id(via: &str, transport: &Transport) -> Result<u64, NodeError> {
     let err = |reason: String| NodeError::Join {
         via: via.to_string(),
         reason,
     };
-    let client = MetaClient::new(vec![via.to_string()]).map_err(|e| err(e.to_string()))?;
+    let client = MetaClient::new(vec![via.to_string()], transport.clone())
+        .map_err(|e| err(e.to_string()))?;
     let status = client
         .status_of(via, true)
         .await

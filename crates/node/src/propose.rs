@@ -17,8 +17,6 @@ pub const LEADER_KEY: &str = "cairn-leader";
 
 /// Most commands the batcher packs into one log entry.
 pub const MAX_CMDS_PER_ENTRY: usize = 4096;
-/// Proposals waiting for the batcher; beyond this a client gets UNAVAILABLE.
-const MAX_QUEUED_PROPOSALS: usize = 16_384;
 /// Log entries proposed and not yet applied at once; while they replicate,
 /// the next batch forms. One: classic group commit, every proposal that
 /// arrives during an entry's round trip rides in the next entry. Measured
@@ -46,9 +44,11 @@ pub struct Proposer {
 
 impl Proposer {
     /// Must be called inside a tokio runtime: it starts the batcher task.
-    pub fn new(raft: Raft) -> Proposer {
+    /// Beyond `max_queued` proposals waiting, a proposal is refused with
+    /// UNAVAILABLE (crate::limits).
+    pub fn new(raft: Raft, max_queued: usize) -> Proposer {
         Proposer {
-            tx: spawn_batcher(raft),
+            tx: spawn_batcher(raft, max_queued),
         }
     }
 
@@ -69,8 +69,8 @@ impl Proposer {
 /// packed into one entry (one fsync per member for all of them).
 /// `apply_batch` validates each command against the state the previous ones
 /// left, so this is the same as proposing them one after another.
-fn spawn_batcher(raft: Raft) -> mpsc::Sender<Pending> {
-    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_QUEUED_PROPOSALS);
+fn spawn_batcher(raft: Raft, max_queued: usize) -> mpsc::Sender<Pending> {
+    let (tx, mut rx) = mpsc::channel::<Pending>(max_queued.max(1));
     tokio::spawn(async move {
         let in_flight = Arc::new(Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
         while let Some(first) = rx.recv().await {

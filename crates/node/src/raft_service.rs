@@ -100,7 +100,10 @@ impl pb::raft_server::Raft for RaftService {
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
         self.check_cluster(&req)?;
+        let role = crate::authz::role_of(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = request(&req, "append_entries")?;
+        let sender = rpc.vote.leader_id().voted_for();
+        crate::authz::check_raft_sender(role.as_ref(), sender, "AppendEntries")?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
@@ -109,7 +112,10 @@ impl pb::raft_server::Raft for RaftService {
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
         self.check_cluster(&req)?;
+        let role = crate::authz::role_of(&req)?;
         let rpc: VoteRequest<NodeId> = request(&req, "vote")?;
+        let sender = rpc.vote.leader_id().voted_for();
+        crate::authz::check_raft_sender(role.as_ref(), sender, "Vote")?;
         reply(&self.raft.vote(rpc).await)
     }
 
@@ -118,7 +124,10 @@ impl pb::raft_server::Raft for RaftService {
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
         self.check_cluster(&req)?;
+        let role = crate::authz::role_of(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = request(&req, "install_snapshot")?;
+        let sender = rpc.vote.leader_id().voted_for();
+        crate::authz::check_raft_sender(role.as_ref(), sender, "InstallSnapshot")?;
         reply(&self.raft.install_snapshot(rpc).await)
     }
 }

@@ -22,13 +22,15 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Code, Status};
 
 use crate::chunk_service::renew_all;
+use crate::limits::Bucket;
 use crate::meta_service::LEADER_KEY;
 use crate::sessions::Sessions;
+use crate::tls::{Auth, Role};
+use crate::transport::{Io, Peer, Transport};
 use crate::types::{pb, Raft};
 
 /// The first bytes of a session wire connection.
@@ -135,15 +137,27 @@ pub fn reply_result(r: pb::WireReply) -> Result<pb::KeepAliveResponse, Status> {
 
 /// Serves one session wire connection until the peer closes it, it breaks
 /// the protocol, or the member stops.
-pub async fn serve(stream: TcpStream, raft: Raft, sessions: Sessions, stop: watch::Receiver<bool>) {
-    let peer = stream.peer_addr().ok();
-    if let Err(e) = serve_conn(stream, raft, sessions, stop).await {
-        tracing::debug!(?peer, error = %e, "session wire connection closed");
+/// `peer` is what the connection's certificate proved: a chunk keeps alive
+/// only its own cid (crate::authz), an unauthenticated peer gets
+/// `UNAUTHENTICATED` with the reason for every keepalive.
+/// `limit`: the connection's keepalive rate; over it, the next read waits.
+pub async fn serve(
+    stream: Io,
+    peer: Peer,
+    limit: Bucket,
+    raft: Raft,
+    sessions: Sessions,
+    stop: watch::Receiver<bool>,
+) {
+    if let Err(e) = serve_conn(stream, &peer, limit, raft, sessions, stop).await {
+        tracing::debug!(%peer, error = %e, "session wire connection closed");
     }
 }
 
 async fn serve_conn(
-    mut stream: TcpStream,
+    mut stream: Io,
+    peer: &Peer,
+    mut limit: Bucket,
     raft: Raft,
     sessions: Sessions,
     mut stop: watch::Receiver<bool>,
@@ -155,7 +169,21 @@ async fn serve_conn(
     if &magic != MAGIC {
         return Err(WireError::BadMagic);
     }
-    let (mut rd, mut wr) = stream.split();
+    let role = match &peer.auth {
+        Auth::Verified(role) => Some(role.clone()),
+        Auth::Insecure => None,
+        Auth::Refused(why) => {
+            tracing::warn!(%peer, "session wire refused: unauthenticated");
+            return refuse_all(stream, Status::unauthenticated(why.clone()), stop).await;
+        }
+    };
+    if !matches!(role, None | Some(Role::Chunk(_))) {
+        tracing::warn!(%peer, "session wire refused: not a chunk");
+        let role = role.map(|r| r.to_string()).unwrap_or_default();
+        let msg = format!("{role} may not keep alive: the session wire is for chunks only");
+        return refuse_all(stream, Status::permission_denied(msg), stop).await;
+    }
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut out = Vec::with_capacity(64 << 10);
     let mut seqs = Vec::new();
@@ -180,7 +208,10 @@ async fn serve_conn(
         if reqs.is_empty() {
             continue;
         }
-        let results = renew_all(&raft, &sessions, reqs.drain(..));
+        // A connection over its rate waits here before it is served, and
+        // reads nothing meanwhile: TCP pushes back on the flooding chunk.
+        limit.take(reqs.len()).await;
+        let results = renew_all(&raft, &sessions, role.as_ref(), reqs.drain(..));
         for (seq, r) in seqs.drain(..).zip(results) {
             encode_frame(&reply(seq, r), &mut out);
         }
@@ -189,12 +220,43 @@ async fn serve_conn(
     }
 }
 
+/// Answers the first keepalives of a refused connection with `status` (the
+/// chunk reads why, instead of a dropped connection), then closes it: a
+/// refused peer holds no connection open.
+async fn refuse_all(
+    stream: Io,
+    status: Status,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WireError> {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(4 << 10);
+    let mut out = Vec::new();
+    while out.is_empty() {
+        let n = tokio::select! {
+            r = tokio::time::timeout(HELLO_TIMEOUT, rd.read_buf(&mut buf)) => match r {
+                Ok(r) => r?,
+                Err(_) => return Ok(()),
+            },
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        while let Some(m) = take_frame::<pb::WireKeepAlive>(&mut buf)? {
+            encode_frame(&reply(m.seq, Err(status.clone())), &mut out);
+        }
+    }
+    wr.write_all(&out).await?;
+    wr.shutdown().await?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------- client
 
 /// The chunk side: one connection per member, shared by every chunk that
 /// uses this client, with replies matched to requests by `seq`.
-#[derive(Default)]
 pub struct WireClient {
+    transport: Transport,
     conns: tokio::sync::Mutex<HashMap<String, Arc<Conn>>>,
     seq: AtomicU64,
 }
@@ -223,6 +285,14 @@ impl Pending {
 }
 
 impl WireClient {
+    pub fn new(transport: Transport) -> WireClient {
+        WireClient {
+            transport,
+            conns: Default::default(),
+            seq: AtomicU64::new(0),
+        }
+    }
+
     /// One keepalive to the member at `addr`; an error carries the status
     /// the unary KeepAlive would have returned (with "cairn-leader").
     pub async fn keepalive(
@@ -268,18 +338,17 @@ impl WireClient {
             }
         }
         let unavailable = |e: String| Status::unavailable(format!("session wire to {addr}: {e}"));
-        let mut stream = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr))
+        // The TLS handshake costs a round trip more than TCP's.
+        let connect = self.transport.connect_wire(addr);
+        let mut stream = tokio::time::timeout(Duration::from_millis(1000), connect)
             .await
             .map_err(|_| unavailable("connect timed out".into()))?
-            .map_err(|e| unavailable(e.to_string()))?;
-        stream
-            .set_nodelay(true)
             .map_err(|e| unavailable(e.to_string()))?;
         stream
             .write_all(MAGIC)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = tokio::io::split(stream);
         let (frames, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(Pending::default());
         tokio::spawn(write_loop(wr, rx, pending.clone()));
@@ -293,7 +362,7 @@ impl WireClient {
 /// Sends frames in batches: after the first frame it gathers for
 /// [`COALESCE`], then writes everything queued at once.
 async fn write_loop(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut wr: tokio::io::WriteHalf<Io>,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     pending: Arc<Pending>,
 ) {
@@ -313,10 +382,13 @@ async fn write_loop(
         out.clear();
     }
     pending.close();
+    // The read half lives on in read_loop: only a shutdown tells the
+    // member (and through its close, read_loop) that this connection is over.
+    let _ = wr.shutdown().await;
 }
 
 /// Hands each reply to the request waiting for it.
-async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, pending: Arc<Pending>) {
+async fn read_loop(mut rd: tokio::io::ReadHalf<Io>, pending: Arc<Pending>) {
     let mut buf = BytesMut::with_capacity(64 << 10);
     let r: Result<(), WireError> = async {
         loop {

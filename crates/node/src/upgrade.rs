@@ -23,6 +23,7 @@ use crate::client::MetaClient;
 use crate::propose::Proposer;
 use crate::sessions::leads;
 use crate::store::sm::SmHandle;
+use crate::transport::Transport;
 use crate::types::{NodeId, Raft};
 
 /// The lease once `lease_7s` is active (the configured lease if shorter).
@@ -292,6 +293,7 @@ fn chunks_lacking(state: &State) -> Vec<(u32, u64)> {
 /// older binary must not run on a cluster that moved on.
 pub fn spawn_advertiser(
     raft: Raft,
+    transport: Transport,
     sm: SmHandle,
     id: NodeId,
     me: Advert,
@@ -300,7 +302,7 @@ pub fn spawn_advertiser(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tokio::select! {
-            _ = advertise(raft, sm, id, me, fatal) => {}
+            _ = advertise(raft, transport, sm, id, me, fatal) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
     })
@@ -308,6 +310,7 @@ pub fn spawn_advertiser(
 
 async fn advertise(
     raft: Raft,
+    transport: Transport,
     sm: SmHandle,
     id: NodeId,
     me: Advert,
@@ -365,7 +368,7 @@ async fn advertise(
         }
         let c = match &client {
             Some(c) => c,
-            None => match MetaClient::new(membership_addrs(&raft)) {
+            None => match MetaClient::new(membership_addrs(&raft), transport.clone()) {
                 Ok(c) => client.insert(c),
                 Err(e) => {
                     tracing::debug!(error = %e, "no members to advertise to yet");

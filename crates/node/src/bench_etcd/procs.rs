@@ -338,6 +338,8 @@ impl LocalCluster {
                 dir.join(format!("cairn-n{id}")).into(),
                 "--metrics-addr".into(),
                 metrics[i].clone().into(),
+                // etcd runs plain HTTP beside it: both without TLS.
+                "--insecure".into(),
             ];
             let mut first = restart.clone();
             first.extend(["--init".into(), init.clone().into()]);

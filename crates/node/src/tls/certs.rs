@@ -46,6 +46,16 @@ pub struct Issued {
     pub key_pem: String,
 }
 
+/// A validity of `days` from now, backdated an hour: a peer whose clock is
+/// slightly behind still accepts a certificate issued a moment ago.
+pub fn validity(days: u32) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    (
+        now - time::Duration::hours(1),
+        now + time::Duration::days(i64::from(days)),
+    )
+}
+
 /// The cluster's certificate authority.
 pub struct Ca {
     cert_pem: String,

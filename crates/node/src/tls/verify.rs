@@ -122,6 +122,15 @@ impl TlsIdentity {
         Role::of_certificate(&self.chain[0]).map_err(|e| pem_err(&self.dir.join(certs::CERT), e))
     }
 
+    /// What this identity's own certificate proves to a member of its CA
+    /// now (Verified with its role, or why not: expired, another CA).
+    pub fn self_check(&self) -> Auth {
+        match self.authenticator() {
+            Ok(a) => a.authenticate(Some(&self.chain), UnixTime::now()),
+            Err(e) => Auth::Refused(e.to_string()),
+        }
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
         for c in &self.ca {
