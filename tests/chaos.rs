@@ -269,3 +269,41 @@ fn the_simulator_finds_acks_before_fsync() {
         text(&again)
     );
 }
+
+/// The RPC fuzz target's CI run: 10,000 hostile requests (arbitrary bytes
+/// and arbitrary well-typed messages) against every handler of a live
+/// member, which must answer each within its deadline, never panic, and
+/// still serve a read and a write at the end (the decoder targets' 10,000
+/// cases each run in cairn-chaos's unit tests).
+#[test]
+fn ten_thousand_hostile_requests_leave_the_member_serving() {
+    let o = chaos(&[
+        "fuzz", "--target", "rpc", "--cases", "10000", "--seed", "1", "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let rpc = &v[0];
+    assert_eq!(rpc["target"], "rpc");
+    assert_eq!(rpc["cases"], 10_000);
+    assert_eq!(rpc["panics"], 0, "{}", text(&o));
+    assert_eq!(rpc["hangs"], 0, "{}", text(&o));
+    // Some requests got through to a handler's success path, some not.
+    let accepted = rpc["accepted"].as_u64().unwrap();
+    assert!(accepted > 100 && accepted < 10_000, "{}", text(&o));
+}
+
+/// The RPC fuzz target sees a handler that panics (a deliberate bug in a
+/// member built with `chaos-bugs`), and says which case.
+#[test]
+fn the_rpc_fuzzer_catches_a_handler_that_panics() {
+    let o = Command::new(CHAOS)
+        .args(["fuzz", "--target", "rpc", "--cases", "3000", "--json"])
+        .env("CAIRN_CHAOS_BUG", "handler-panic")
+        .output()
+        .expect("run cairn-chaos");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(v[0]["panics"].as_u64().unwrap() > 0, "{}", text(&o));
+    let failure = v[0]["failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("deliberate handler panic"), "{}", text(&o));
+}

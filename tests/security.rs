@@ -442,6 +442,42 @@ async fn every_caller_beyond_its_certificate_is_refused_with_the_right_status() 
         .await
         .expect("member 2 speaks for itself");
 
+    // A snapshot that does not decode never reaches openraft (which would
+    // stop Raft for good): it is refused, and the member keeps serving.
+    let snapshot = openraft::raft::InstallSnapshotRequest::<cairn_node::types::TypeConfig> {
+        // (a term ahead: openraft would take it, and fail to install it)
+        vote: openraft::Vote::new_committed(status.term + 1, 2),
+        meta: openraft::SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(status.term, 2),
+                1_000_000,
+            )),
+            last_membership: Default::default(),
+            snapshot_id: "forged".into(),
+        },
+        offset: 0,
+        data: vec![0xde, 0xad, 0xbe, 0xef],
+        done: true,
+    };
+    let mut req = tonic::Request::new(pb::RaftPayload {
+        data: cairn_node::types::encode(&snapshot).unwrap(),
+    });
+    req.metadata_mut()
+        .insert("cairn-cluster", status.cluster_id.into());
+    refused(
+        raft2.install_snapshot(req).await,
+        Code::InvalidArgument,
+        "snapshot forged refused",
+    );
+    cluster
+        .client()
+        .set_config(pb::SetConfigRequest {
+            key: "migrate_paused".into(),
+            value: "false".into(),
+        })
+        .await
+        .expect("the member still takes writes");
+
     // A member advertises only itself, and proposes nothing else.
     let member2 = certs.transport("member:2");
     let advert = |node_id| Cmd::AdvertiseMember {

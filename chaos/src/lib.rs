@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod check;
+pub mod fuzz;
 pub mod history;
 pub mod net;
 pub mod report;

@@ -5,6 +5,7 @@
 //! | name | what breaks |
 //! |---|---|
 //! | `stale-read` | linearizable reads skip the read barrier (`linearizable.rs`): any member answers from its local state |
+//! | `handler-panic` | `Meta/Read` with an empty `what` panics (the fuzzer must see it: `cairn-chaos fuzz`) |
 
 /// Whether bug `name` is switched on in this process.
 pub fn active(name: &str) -> bool {

@@ -380,6 +380,9 @@ impl pb::meta_server::Meta for MetaService {
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<pb::ReadResponse>, Status> {
         let r = request.into_inner();
+        if crate::chaos_bug::active("handler-panic") && r.what.is_empty() {
+            panic!("deliberate handler panic (CAIRN_CHAOS_BUG=handler-panic)");
+        }
         if !r.stale {
             self.linearizable().await?;
         }

@@ -5,6 +5,7 @@
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 use tonic::{Request, Response, Status};
 
@@ -13,6 +14,9 @@ use crate::types::{self, pb, NodeId, TypeConfig};
 pub struct RaftService {
     raft: types::Raft,
     cluster_id: u64,
+    /// The snapshot being received, checked whole before its last chunk
+    /// reaches openraft (see `install_snapshot`).
+    receiving: Mutex<Receiving>,
     /// When a foreign cluster's request was last logged (ms since start):
     /// heartbeats arrive ten times a second, the log gets one line per minute.
     last_foreign_log: AtomicU64,
@@ -24,6 +28,14 @@ pub const CLUSTER_KEY: &str = "cairn-cluster";
 
 /// Largest Raft message accepted or sent (AppendEntries batches, snapshot chunks).
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 << 20;
+/// Largest snapshot a member receives (a million extents take tens of MB).
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
+
+#[derive(Default)]
+struct Receiving {
+    snapshot_id: String,
+    data: Vec<u8>,
+}
 
 impl RaftService {
     pub fn new(raft: types::Raft, cluster_id: u64) -> RaftService {
@@ -32,7 +44,61 @@ impl RaftService {
             cluster_id,
             last_foreign_log: AtomicU64::new(0),
             started: Instant::now(),
+            receiving: Mutex::default(),
         }
+    }
+
+    /// openraft 0.9 stops Raft for good when the state machine cannot
+    /// install a snapshot, so a snapshot that does not decode, or does not
+    /// end where its meta says, must never reach it: the chunks are kept
+    /// here too, and the whole is decoded before the last chunk is handed
+    /// on. A refused snapshot is INVALID_ARGUMENT (the sender starts over);
+    /// the member keeps serving. Ok(()) for a chunk that is not the last.
+    fn check_snapshot(&self, rpc: &InstallSnapshotRequest<TypeConfig>) -> Result<(), Status> {
+        let whole = {
+            let mut r = self.receiving.lock().unwrap_or_else(|p| p.into_inner());
+            if rpc.offset == 0 {
+                r.snapshot_id = rpc.meta.snapshot_id.clone();
+                r.data = Vec::new();
+            }
+            if r.snapshot_id != rpc.meta.snapshot_id {
+                // A chunk of another snapshot than the one being received:
+                // openraft refuses it (SnapshotMismatch), nothing to check.
+                return Ok(());
+            }
+            let end = usize::try_from(rpc.offset)
+                .ok()
+                .and_then(|o| o.checked_add(rpc.data.len()))
+                .filter(|end| *end <= MAX_SNAPSHOT_BYTES);
+            let Some(end) = end else {
+                r.data = Vec::new();
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot {} would be over {MAX_SNAPSHOT_BYTES} bytes",
+                    rpc.meta.snapshot_id
+                )));
+            };
+            // As openraft's receiver does: write at the chunk's offset (a
+            // chunk sent again overwrites itself).
+            r.data.resize(end - rpc.data.len(), 0);
+            r.data.extend_from_slice(&rpc.data);
+            if !rpc.done {
+                return Ok(());
+            }
+            std::mem::take(&mut r.data)
+        };
+        let refused = match crate::store::sm::decode_snapshot_body(&whole) {
+            Ok((meta, _)) if meta.last_log_id == rpc.meta.last_log_id => return Ok(()),
+            Ok((meta, _)) => format!(
+                "its body is at {:?}, its meta says {:?}",
+                meta.last_log_id, rpc.meta.last_log_id
+            ),
+            Err(e) => e,
+        };
+        tracing::error!(snapshot = %rpc.meta.snapshot_id, vote = %rpc.vote, "refused a snapshot that does not decode: {refused}");
+        Err(Status::invalid_argument(format!(
+            "snapshot {} refused: {refused}",
+            rpc.meta.snapshot_id
+        )))
     }
 
     /// Refuses a request from a member of another cluster (or from something
@@ -128,6 +194,7 @@ impl pb::raft_server::Raft for RaftService {
         let rpc: InstallSnapshotRequest<TypeConfig> = request(&req, "install_snapshot")?;
         let sender = rpc.vote.leader_id().voted_for();
         crate::authz::check_raft_sender(role.as_ref(), sender, "InstallSnapshot")?;
+        self.check_snapshot(&rpc)?;
         reply(&self.raft.install_snapshot(rpc).await)
     }
 }

@@ -477,8 +477,8 @@ fn read_meta<T: DeserializeOwned>(
 }
 
 /// Decodes the entry stored under log key `index` and checks it is the entry
-/// of that index.
-fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+/// of that index. (Public for the fuzz targets of `cairn-chaos fuzz`.)
+pub fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
     let at_index = |e| StorageIOError::read_log_at_index(index, e);
     let err = |e: String| sto_err(at_index, format!("logs key {index}: {e}"));
     let entry: Entry = decode(bytes).map_err(|e| err(format!("cannot decode entry: {e}")))?;

@@ -274,6 +274,36 @@ fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
     Ok(body)
 }
 
+/// A snapshot file's bytes as written to disk and sent by InstallSnapshot
+/// (the fuzz targets of `cairn-chaos fuzz` build their seeds with it).
+pub fn encode_snapshot_file(meta: &SnapshotMeta, state: &State) -> Result<Vec<u8>, String> {
+    let body = SnapshotBody {
+        meta: meta.clone(),
+        state: state.snapshot().map_err(|e| e.to_string())?,
+    };
+    Ok(seal(
+        &crate::types::encode(&body).map_err(|e| e.to_string())?,
+    ))
+}
+
+/// Reads a snapshot file's bytes: header, checksum, body, state.
+pub fn decode_snapshot_file(bytes: &[u8]) -> Result<(SnapshotMeta, State), String> {
+    decode_body(unseal(bytes)?)
+}
+
+/// Reads a snapshot as InstallSnapshot carries it (the file's body):
+/// the member checks a received snapshot with it before openraft installs
+/// it (crate::raft_service).
+pub fn decode_snapshot_body(bytes: &[u8]) -> Result<(SnapshotMeta, State), String> {
+    decode_body(bytes)
+}
+
+/// Seals `body` as a snapshot file (header and checksum of a body that
+/// may be anything: the fuzz targets reach the decoder behind the checksum).
+pub fn seal_snapshot_body(body: &[u8]) -> Vec<u8> {
+    seal(body)
+}
+
 fn decode_body(bytes: &[u8]) -> Result<(SnapshotMeta, State), String> {
     let body: SnapshotBody = decode(bytes)?;
     let state = State::restore(&body.state).map_err(|e| e.to_string())?;
