@@ -149,6 +149,33 @@ fn issue(
     Transport::load(dir).unwrap()
 }
 
+/// A stale read of the configuration from the member at `addr`, as `t`.
+async fn read_config(
+    t: &Transport,
+    addr: &str,
+) -> Result<tonic::Response<pb::ReadResponse>, tonic::Status> {
+    meta(t, addr)
+        .read(pb::ReadRequest {
+            stale: true,
+            what: "config".into(),
+        })
+        .await
+}
+
+/// The admin's registration of a new chunk (its cid comes back).
+fn new_chunk(hostname: &str, data_addr: &str) -> pb::RegisterChunkRequest {
+    pb::RegisterChunkRequest {
+        hostname: hostname.into(),
+        data_addr: data_addr.into(),
+        brick: None,
+        version: cairn_capability::CURRENT_VERSION.into(),
+        capabilities: cairn_capability::Advert::current()
+            .capabilities
+            .into_iter()
+            .collect(),
+    }
+}
+
 fn keepalive(cid: u32) -> pb::KeepAliveRequest {
     pb::KeepAliveRequest {
         cid,
@@ -199,16 +226,10 @@ async fn every_caller_beyond_its_certificate_is_refused_with_the_right_status() 
     let mut cids = vec![];
     for i in 0..2 {
         let r = admin
-            .register_chunk(pb::RegisterChunkRequest {
-                hostname: format!("sec-{i}"),
-                data_addr: format!("127.0.0.1:{}", 29100 + i),
-                brick: None,
-                version: cairn_capability::CURRENT_VERSION.into(),
-                capabilities: cairn_capability::Advert::current()
-                    .capabilities
-                    .into_iter()
-                    .collect(),
-            })
+            .register_chunk(new_chunk(
+                &format!("sec-{i}"),
+                &format!("127.0.0.1:{}", 29100 + i),
+            ))
             .await
             .expect("the admin registers a chunk");
         cids.push(r.cid);
@@ -216,11 +237,7 @@ async fn every_caller_beyond_its_certificate_is_refused_with_the_right_status() 
     let (own, other) = (cids[0], cids[1]);
     // (The member under test answers its admin: what follows is refused
     // for who is asking, not because the member is down.)
-    meta(&cluster.transport(), &addr)
-        .read(pb::ReadRequest {
-            stale: true,
-            what: "config".into(),
-        })
+    read_config(&cluster.transport(), &addr)
         .await
         .expect("the admin reads");
 
@@ -232,12 +249,7 @@ async fn every_caller_beyond_its_certificate_is_refused_with_the_right_status() 
     std::fs::copy(certs.ca.join("ca.pem"), stranger_dir.join("ca.pem")).unwrap();
     let stranger = Transport::load(&stranger_dir).unwrap();
     refused(
-        meta(&stranger, &addr)
-            .read(pb::ReadRequest {
-                stale: true,
-                what: "config".into(),
-            })
-            .await,
+        read_config(&stranger, &addr).await,
         Code::Unauthenticated,
         "not issued by this cluster's CA",
     );
@@ -258,12 +270,7 @@ async fn every_caller_beyond_its_certificate_is_refused_with_the_right_status() 
         &tmp.path().join("old"),
     );
     refused(
-        meta(&expired, &addr)
-            .read(pb::ReadRequest {
-                stale: true,
-                what: "config".into(),
-            })
-            .await,
+        read_config(&expired, &addr).await,
         Code::Unauthenticated,
         "expired",
     );
@@ -277,11 +284,7 @@ async fn every_caller_beyond_its_certificate_is_refused_with_the_right_status() 
         until,
         &tmp.path().join("lost"),
     );
-    let e = meta(&wrong_trust, &addr)
-        .read(pb::ReadRequest {
-            stale: true,
-            what: "config".into(),
-        })
+    let e = read_config(&wrong_trust, &addr)
         .await
         .expect_err("the member's certificate is not trusted");
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
@@ -346,12 +349,7 @@ async fn every_caller_beyond_its_certificate_is_refused_with_the_right_status() 
     );
     // and a chunk reads nothing of the cluster.
     refused(
-        meta(&chunk, &addr)
-            .read(pb::ReadRequest {
-                stale: true,
-                what: "config".into(),
-            })
-            .await,
+        read_config(&chunk, &addr).await,
         Code::PermissionDenied,
         "chunk",
     );
@@ -647,16 +645,7 @@ async fn a_flooding_chunk_and_a_flooding_client_slow_only_themselves() {
     // (256 at once on one connection),
     let admin = cluster.client();
     let cid = admin
-        .register_chunk(pb::RegisterChunkRequest {
-            hostname: "flood".into(),
-            data_addr: "127.0.0.1:29500".into(),
-            brick: None,
-            version: cairn_capability::CURRENT_VERSION.into(),
-            capabilities: cairn_capability::Advert::current()
-                .capabilities
-                .into_iter()
-                .collect(),
-        })
+        .register_chunk(new_chunk("flood", "127.0.0.1:29500"))
         .await
         .expect("register the flooding chunk")
         .cid;
