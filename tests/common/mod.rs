@@ -440,19 +440,34 @@ impl Cluster {
     /// Waits until every running member has applied the same index, at least
     /// `index`, with the same digest; returns (applied index, digest).
     pub async fn wait_converged(&self, index: u64, within: Duration) -> (u64, u64) {
-        wait_until(
+        wait_for(
+            self,
             within,
             "every running member at the same applied index and digest",
             || async {
                 let st = self.running_statuses().await;
-                let all: Vec<&StatusResponse> =
-                    st.iter().map(|s| s.as_ref()).collect::<Option<_>>()?;
-                let first = *all.first()?;
+                let seen: Vec<String> = st
+                    .iter()
+                    .map(|s| match s {
+                        Some(s) => {
+                            format!("applied {} digest {:x}", s.applied_index, s.state_digest)
+                        }
+                        None => "no answer".into(),
+                    })
+                    .collect();
+                let seen = || format!("{seen:?}, wanted index {index}");
+                let all: Vec<&StatusResponse> = st
+                    .iter()
+                    .map(|s| s.as_ref())
+                    .collect::<Option<_>>()
+                    .ok_or_else(seen)?;
+                let first = *all.first().ok_or_else(seen)?;
                 let same = all.iter().all(|s| {
                     s.applied_index == first.applied_index && s.state_digest == first.state_digest
                 });
                 (same && first.applied_index >= index)
                     .then_some((first.applied_index, first.state_digest))
+                    .ok_or_else(seen)
             },
         )
         .await
@@ -479,6 +494,38 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// Registration of chunk `host-{n}` with this binary's own advert: a chunk
+/// lacking an active capability (lease_7s activates at once in a new
+/// cluster) loses its session.
+pub fn register(n: usize) -> cairn_state::Cmd {
+    cairn_state::Cmd::RegisterChunk {
+        hostname: format!("host-{n}"),
+        data_addr: "127.0.0.1:10200".into(),
+        brick: None,
+        version: cairn_capability::CURRENT_VERSION.into(),
+        capabilities: cairn_capability::Advert::current()
+            .capabilities
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Proposes registrations `host-{from}` .. `host-{from + n - 1}` one by one;
+/// returns the last log index.
+pub async fn write_chunks(cluster: &Cluster, from: usize, n: usize) -> u64 {
+    let client = cluster.client();
+    let mut index = 0;
+    for k in from..from + n {
+        let (results, i) = client
+            .propose(&[register(k)])
+            .await
+            .unwrap_or_else(|e| panic!("write {k}: {e}\n{}", cluster.logs()));
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        index = i;
+    }
+    index
 }
 
 /// Polls `f` until it yields a value or `within` passes (then panics with `what`).

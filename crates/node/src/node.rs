@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::error::{InitializeError, RaftError};
@@ -139,6 +139,12 @@ pub enum NodeError {
     },
     #[error("TLS identity {dir}: {reason}")]
     Tls { dir: PathBuf, reason: String },
+    #[error("snapshot file {path} is missing or behind the log: the log was purged up to index {purged} after a snapshot that covered it, but the state machine starts at {applied}; this member cannot rebuild its state and refuses to start (restore the file, or wipe the data dir and add the member back)")]
+    MissingSnapshot {
+        path: PathBuf,
+        purged: u64,
+        applied: String,
+    },
     #[error("raft failed to start: {0}")]
     Raft(String),
     #[error("cluster initialization failed: {0}")]
@@ -253,6 +259,7 @@ impl Node {
         }
         let sm = StateMachineStore::open(&cfg.data_dir.join("sm"))?;
         let sm_handle = sm.handle();
+        check_snapshot_covers_purged(&mut log, &sm_handle, &cfg.data_dir).await?;
 
         let config = Config {
             cluster_name: "cairn".into(),
@@ -323,6 +330,7 @@ impl Node {
             shutdown.subscribe(),
         );
         let (fatal_tx, fatal) = watch::channel(None);
+        spawn_fatal_watch(raft.clone(), fatal_tx.clone(), shutdown.subscribe());
         let advertiser = crate::upgrade::spawn_advertiser(
             raft.clone(),
             transport.clone(),
@@ -558,6 +566,75 @@ fn split_listener(
         rx,
         |mut rx| async move { rx.recv().await.map(|s| (Ok(s), rx)) },
     )
+}
+
+/// Turns Raft stopping on its own (a log or snapshot write or read failed:
+/// a full disk, a damaged file) into the member's fatal verdict: the process
+/// exits with the error, which names the file, instead of staying up with a
+/// state it can no longer keep. A leader thereby steps down; its followers
+/// elect another.
+fn spawn_fatal_watch(
+    raft: Raft,
+    fatal: watch::Sender<Option<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                let on = match e {
+                    openraft::error::Fatal::StorageError(_) => "on a storage error",
+                    _ => "on an internal error",
+                };
+                let why = format!(
+                    "Raft stopped {on}, so this member stops (a leader steps down; the others go on): {e}"
+                );
+                tracing::error!("{why}");
+                fatal.send_replace(Some(why));
+                return;
+            }
+            let gone = tokio::select! {
+                changed = metrics.changed() => changed.is_err(),
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            if gone {
+                // Raft is gone without a last error in its metrics.
+                if !*stop.borrow() {
+                    fatal.send_replace(Some("Raft stopped unexpectedly".into()));
+                }
+                return;
+            }
+        }
+    });
+}
+
+/// Entries are purged from the log only after a persisted snapshot covers
+/// them, so a state machine that starts before the purge point has lost its
+/// snapshot file. Starting anyway would serve a state without those entries
+/// (openraft would even build a fresh snapshot of it).
+async fn check_snapshot_covers_purged(
+    log: &mut LogStore,
+    sm: &SmHandle,
+    data_dir: &Path,
+) -> Result<(), NodeError> {
+    use openraft::storage::RaftLogStorage;
+    let state = log.get_log_state().await.map_err(|e| {
+        NodeError::Log(crate::store::log::OpenError::Read {
+            path: data_dir.join("raft"),
+            reason: e.to_string(),
+        })
+    })?;
+    let applied = sm.read().last_applied;
+    match state.last_purged_log_id {
+        Some(purged) if applied.is_none_or(|a| a.index < purged.index) => {
+            Err(NodeError::MissingSnapshot {
+                path: crate::store::sm::snapshot_path(&data_dir.join("sm")),
+                purged: purged.index,
+                applied: applied.map_or("the empty state".into(), |a| format!("index {}", a.index)),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The listener and the client transport of a member: mutual TLS as its

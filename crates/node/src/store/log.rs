@@ -43,8 +43,8 @@ use std::thread::JoinHandle;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
+    ColumnFamily, ColumnFamilyDescriptor, DBRecoveryMode, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -82,15 +82,20 @@ pub enum OpenError {
         "log store {path:?}: column families {found:?}, not {COLUMN_FAMILIES:?} (left untouched)"
     )]
     ColumnFamilies { path: PathBuf, found: Vec<String> },
-    #[error("log store {path:?}: cannot open RocksDB: {source}")]
+    #[error("log store {path:?}: cannot open RocksDB: {source}{detail}")]
     Open {
         path: PathBuf,
         source: rocksdb::Error,
+        /// What RocksDB's own LOG says about the failure, when the error
+        /// does not name the damaged file (a WAL record failing its checksum).
+        detail: String,
     },
     #[error("log store {path:?}: cannot read the identity of the data dir: {reason}")]
     Identity { path: PathBuf, reason: String },
     #[error("log store {path:?}: cannot read the log: {reason}")]
     Read { path: PathBuf, reason: String },
+    #[error("log store {path:?} is damaged: {reason}; refusing to start (restore the data dir from a backup, or wipe it and add this member back: the other members hold the log)")]
+    Damaged { path: PathBuf, reason: String },
     #[error("log store {path:?}: cannot start the writer thread: {source}")]
     Writer { path: PathBuf, source: io::Error },
 }
@@ -150,6 +155,25 @@ pub struct LogStore {
     syncs: Arc<AtomicU64>,
 }
 
+/// The RocksDB options of every open of a log store, read-only or not.
+///
+/// WAL recovery mode: `TolerateCorruptedTailRecords` (docs/security.md,
+/// "Disk faults", compares the four). Every write that acknowledged
+/// anything was fsync'd, so the only damage a crash can leave is an
+/// incomplete last record, which is dropped; a record that fails its
+/// checksum anywhere else is damage to synced data and stops the open.
+/// (RocksDB's default, `PointInTime`, would open with the prefix before the
+/// damage and silently drop synced entries and votes after it.)
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+    opts.set_paranoid_checks(true);
+    // A closed WAL that goes missing (or changes size) stops the open
+    // instead of quietly losing what it held.
+    opts.set_track_and_verify_wals_in_manifest(true);
+    opts
+}
+
 impl LogStore {
     /// The identity recorded in the log store at `dir`, read without writing
     /// anything (a read-only RocksDB open), so a member can refuse a data dir
@@ -165,12 +189,13 @@ impl LogStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(OpenError::Dir { path, source }),
         }
-        let opts = Options::default();
+        let opts = db_options();
         check_column_families(&opts, dir)?;
         let db =
             DB::open_cf_for_read_only(&opts, dir, [CF_LOGS, CF_META], false).map_err(|source| {
                 OpenError::Open {
                     path: path.clone(),
+                    detail: damage_detail(dir, &source, false),
                     source,
                 }
             })?;
@@ -186,12 +211,13 @@ impl LogStore {
     /// (`cairn debug dump-log`, the chaos checker's log replay).
     pub fn dump(dir: &Path) -> Result<LogDump, OpenError> {
         let path = dir.to_path_buf();
-        let opts = Options::default();
+        let opts = db_options();
         check_column_families(&opts, dir)?;
         let db =
             DB::open_cf_for_read_only(&opts, dir, [CF_LOGS, CF_META], false).map_err(|source| {
                 OpenError::Open {
                     path: path.clone(),
+                    detail: damage_detail(dir, &source, false),
                     source,
                 }
             })?;
@@ -238,7 +264,7 @@ impl LogStore {
             Err(e) => return Err(dir_err(e)),
         };
 
-        let mut opts = Options::default();
+        let mut opts = db_options();
         opts.create_if_missing(fresh);
         opts.create_missing_column_families(fresh);
         // `meta` is written often but stays tiny, so it would rarely be
@@ -251,7 +277,15 @@ impl LogStore {
             [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|source| OpenError::Open {
             path: path.clone(),
+            detail: damage_detail(dir, &source, true),
             source,
+        })?;
+        // Every block of the log is read once, its checksum verified and
+        // every entry decoded, so damage is found now, naming the file,
+        // rather than when a lagging follower needs an old entry.
+        check_log(&db).map_err(|reason| OpenError::Damaged {
+            path: path.clone(),
+            reason,
         })?;
         let db = Arc::new(db);
 
@@ -416,7 +450,8 @@ fn write_group(db: &DB, jobs: &[Job], syncs: &AtomicU64) -> io::Result<()> {
     }
     let mut wo = WriteOptions::default();
     wo.set_sync(sync);
-    db.write_opt(batch, &wo).map_err(io::Error::other)?;
+    db.write_opt(batch, &wo)
+        .map_err(|e| io::Error::other(format!("log store {}: {e}", db.path().display())))?;
     if !sync {
         return Ok(());
     }
@@ -437,6 +472,86 @@ fn sto_err(mk: impl FnOnce(AnyError) -> StorageIOError<NodeId>, msg: String) -> 
 
 fn read_err(msg: impl Display) -> StorageError {
     sto_err(StorageIOError::read_logs, msg.to_string())
+}
+
+/// What to add to a failed open's error so that it names the damaged file.
+/// RocksDB names a damaged table file or MANIFEST in its error, but a WAL
+/// record that fails its checksum only in its info LOG, which a writable
+/// open rewrites (`logged`) and a read-only open does not write at all:
+/// then the WAL files are listed (there is usually one).
+fn damage_detail(dir: &Path, source: &rocksdb::Error, logged: bool) -> String {
+    let text = source.to_string();
+    if !text.contains("Corruption") {
+        return String::new();
+    }
+    if logged {
+        let said = std::fs::read_to_string(dir.join("LOG")).unwrap_or_default();
+        let lines: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains("dropping") || l.contains("Corruption"))
+            // Without the time and thread prefix: `... [file:line] message`.
+            .map(|l| l.split_once("] ").map_or(l, |(_, m)| m).trim())
+            .collect();
+        if !lines.is_empty() {
+            let last = &lines[lines.len().saturating_sub(3)..];
+            return format!(" (RocksDB's LOG: {})", last.join("; "));
+        }
+    }
+    let names_a_file = [".sst", ".log", "MANIFEST", "CURRENT", "OPTIONS"]
+        .iter()
+        .any(|f| text.contains(f));
+    if names_a_file {
+        return String::new();
+    }
+    let mut wals: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| {
+            let len = e.metadata().map_or(0, |m| m.len());
+            format!("{} ({len} bytes)", e.path().display())
+        })
+        .collect();
+    wals.sort();
+    match wals.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (found replaying the write-ahead log: the damaged record is in {one})"),
+        many => format!(
+            " (found replaying the write-ahead log: the damaged record is in one of {})",
+            many.join(", ")
+        ),
+    }
+}
+
+/// Reads every entry and `meta` key of an open store: RocksDB verifies each
+/// block's checksum as it reads it; each entry must decode as the entry of
+/// its key, without a hole before the next.
+fn check_log(db: &DB) -> Result<(), String> {
+    let meta = |e: StorageError| e.to_string();
+    read_meta::<Vote>(db, KEY_VOTE, StorageIOError::read).map_err(meta)?;
+    read_meta::<Option<LogId>>(db, KEY_COMMITTED, StorageIOError::read).map_err(meta)?;
+    read_meta::<LogId>(db, KEY_LAST_PURGED, StorageIOError::read).map_err(meta)?;
+    read_meta::<Identity>(db, KEY_IDENTITY, StorageIOError::read).map_err(meta)?;
+    let logs = cf(db, CF_LOGS).map_err(|e| e.to_string())?;
+    let mut ro = ReadOptions::default();
+    ro.set_verify_checksums(true);
+    // A one-off scan: keep the block cache for the reads that matter.
+    ro.fill_cache(false);
+    let mut prev: Option<u64> = None;
+    for item in db.iterator_cf_opt(logs, ro, IteratorMode::Start) {
+        let (key, value) = item.map_err(|e| match prev {
+            Some(p) => format!("reading the entry after index {p}: {e}"),
+            None => format!("reading the first entry: {e}"),
+        })?;
+        let index = key_index(&key).map_err(|e| e.to_string())?;
+        if let Some(p) = prev.filter(|&p| index != p + 1) {
+            return Err(format!("hole in the log: index {index} follows {p}"));
+        }
+        decode_entry(index, &value).map_err(|e| e.to_string())?;
+        prev = Some(index);
+    }
+    Ok(())
 }
 
 /// Reads and decodes one `meta` key; `mk` picks the openraft error subject.
@@ -1033,6 +1148,73 @@ mod tests {
         db.delete_cf(logs, 3u64.to_be_bytes()).unwrap();
         let err = store.try_get_log_entries(..).await.unwrap_err().to_string();
         assert!(err.contains("hole"), "{err}");
+        // And the store does not open again: every entry is read at open.
+        drop((store, db));
+        let err = match LogStore::open(dir.path()) {
+            Ok(_) => panic!("a log with a hole opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("damaged") && err.contains("hole"), "{err}");
+        Ok(())
+    }
+
+    /// A store holding entries 1..=40, each appended (and synced) on its
+    /// own, so its WAL holds 40 records; returns the WAL file.
+    async fn store_of_40_records(dir: &TempDir) -> Result<PathBuf, StorageError> {
+        let mut store = open(dir);
+        for e in entries(1, 1..=40) {
+            store.blocking_append(vec![e]).await?;
+        }
+        drop(store);
+        let wal = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len());
+        Ok(wal.expect("a WAL file"))
+    }
+
+    #[tokio::test]
+    async fn a_torn_wal_tail_is_dropped_leaving_a_prefix() -> Result<(), StorageError> {
+        let dir = TempDir::new().unwrap();
+        let wal = store_of_40_records(&dir).await?;
+        // A crash while writing the last records: the file ends mid-record.
+        let len = std::fs::metadata(&wal).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+        f.set_len(len - len / 4 - 5).unwrap();
+        drop(f);
+        let mut store = open(&dir);
+        let left = store.try_get_log_entries(..).await?;
+        assert!(
+            !left.is_empty() && left.len() < 40,
+            "{} entries left",
+            left.len()
+        );
+        assert_eq!(left, entries(1, 1..=left.len() as u64), "a prefix, no hole");
+        // It goes on from there.
+        let next = left.len() as u64 + 1;
+        store.blocking_append(entries(1, next..=next)).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_flipped_bit_in_synced_wal_records_refuses_to_open() -> Result<(), StorageError> {
+        let dir = TempDir::new().unwrap();
+        let wal = store_of_40_records(&dir).await?;
+        let mut bytes = std::fs::read(&wal).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x10;
+        std::fs::write(&wal, &bytes).unwrap();
+        // Not a torn tail: the records after the damage were synced, so the
+        // store does not open with the prefix before it (PointInTime would).
+        let err = match LogStore::open(dir.path()) {
+            Ok(_) => panic!("a damaged WAL opened"),
+            Err(e) => e.to_string(),
+        };
+        let name = wal.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.contains(&name), "names the file: {err}");
+        assert!(err.contains("Corruption"), "{err}");
+        assert_eq!(std::fs::read(&wal).unwrap(), bytes, "left as it was");
         Ok(())
     }
 

@@ -216,15 +216,37 @@ impl StateMachineStore {
     }
 }
 
+/// Where the state machine in `dir` keeps its snapshot.
+pub fn snapshot_path(dir: &Path) -> PathBuf {
+    dir.join(SNAPSHOT_FILE)
+}
+
 /// Writes the snapshot file atomically: temp file, fsync, rename, fsync dir.
+/// An error names the file it failed on; a failed temp file is removed
+/// (on a full disk it would only hold space).
 fn persist(dir: &Path, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&seal(body))?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    let on = |what: &str, path: &Path| {
+        let what = what.to_string();
+        let path = path.display().to_string();
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what} {path}: {e}"))
+    };
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&seal(body))?;
+            f.sync_all()
+        })
+        .map_err(on("writing snapshot file", &tmp));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let file = dir.join(SNAPSHOT_FILE);
+    std::fs::rename(&tmp, &file).map_err(on("renaming to", &file))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(on("syncing directory", dir))
 }
 
 fn publish(current: &Current, meta: SnapshotMeta, body: Arc<Vec<u8>>) {
