@@ -260,6 +260,7 @@ impl Node {
         let sm = StateMachineStore::open(&cfg.data_dir.join("sm"))?;
         let sm_handle = sm.handle();
         check_snapshot_covers_purged(&mut log, &sm_handle, &cfg.data_dir).await?;
+        log.gate_purges(sm.persisted());
 
         let config = Config {
             cluster_name: "cairn".into(),
@@ -584,7 +585,9 @@ fn spawn_fatal_watch(
             if let Err(e) = &metrics.borrow_and_update().running_state {
                 let on = match e {
                     openraft::error::Fatal::StorageError(_) => "on a storage error",
-                    _ => "on an internal error",
+                    // Only a shutdown stops Raft this way: not a verdict.
+                    openraft::error::Fatal::Stopped => return,
+                    openraft::error::Fatal::Panicked => "on an internal error",
                 };
                 let why = format!(
                     "Raft stopped {on}, so this member stops (a leader steps down; the others go on): {e}"
@@ -609,8 +612,8 @@ fn spawn_fatal_watch(
 }
 
 /// Entries are purged from the log only after a persisted snapshot covers
-/// them, so a state machine that starts before the purge point has lost its
-/// snapshot file. Starting anyway would serve a state without those entries
+/// them (`LogStore::gate_purges`), so a state machine that starts before
+/// the purge point has lost its snapshot file. Starting anyway would serve a state without those entries
 /// (openraft would even build a fresh snapshot of it).
 async fn check_snapshot_covers_purged(
     log: &mut LogStore,

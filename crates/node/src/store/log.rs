@@ -153,6 +153,9 @@ pub struct LogStore {
     tx: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     syncs: Arc<AtomicU64>,
+    /// What the state machine's snapshot file covers: no purge goes beyond
+    /// it ([`LogStore::gate_purges`]). None: purges are not gated.
+    purge_gate: Option<watch::Receiver<crate::store::sm::Persisted>>,
 }
 
 /// The RocksDB options of every open of a log store, read-only or not.
@@ -272,6 +275,23 @@ impl LogStore {
         opts.set_max_total_wal_size(256 << 20);
         if !fresh {
             check_column_families(&opts, dir)?;
+            // Every block of the log is read once, its checksum verified and
+            // every entry decoded, so damage is found now, naming the file,
+            // rather than when a lagging follower needs an old entry; and
+            // through a read-only open, so that a refusal leaves the store
+            // exactly as it was (a writable open replays and flushes the WAL
+            // and writes a new MANIFEST first).
+            let db = DB::open_cf_for_read_only(&opts, dir, [CF_LOGS, CF_META], false).map_err(
+                |source| OpenError::Open {
+                    path: path.clone(),
+                    detail: damage_detail(dir, &source, false),
+                    source,
+                },
+            )?;
+            check_log(&db).map_err(|reason| OpenError::Damaged {
+                path: path.clone(),
+                reason,
+            })?;
         }
         let cfs =
             [CF_LOGS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
@@ -279,13 +299,6 @@ impl LogStore {
             path: path.clone(),
             detail: damage_detail(dir, &source, true),
             source,
-        })?;
-        // Every block of the log is read once, its checksum verified and
-        // every entry decoded, so damage is found now, naming the file,
-        // rather than when a lagging follower needs an old entry.
-        check_log(&db).map_err(|reason| OpenError::Damaged {
-            path: path.clone(),
-            reason,
         })?;
         let db = Arc::new(db);
 
@@ -308,7 +321,20 @@ impl LogStore {
             tx: Some(tx),
             writer: Some(writer),
             syncs,
+            purge_gate: None,
         })
+    }
+
+    /// From now on a purge waits until the snapshot file on disk covers the
+    /// entries it deletes. openraft 0.9 purges the log up to a snapshot
+    /// received from the leader as soon as it has queued the snapshot's
+    /// installation, so a crash before the snapshot file is written would
+    /// leave a log purged past the state it can rebuild: a member that could
+    /// never start again. (The wait holds openraft's core for as long as
+    /// the snapshot takes to write, only on that path: a snapshot this
+    /// member built is on disk before openraft purges behind it.)
+    pub fn gate_purges(&mut self, persisted: watch::Receiver<crate::store::sm::Persisted>) {
+        self.purge_gate = Some(persisted);
     }
 
     /// The identity recorded in this data dir, if any.
@@ -810,6 +836,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 format!("purging up to {log_id}: {e}"),
             )
         };
+        if let Some(gate) = &mut self.purge_gate {
+            let covered = gate
+                .wait_for(|p| match p {
+                    Ok(covered) => *covered >= Some(log_id.index),
+                    Err(_) => true,
+                })
+                .await
+                .map_err(|_| err("the state machine store is gone".into()))?;
+            if let Err(e) = &*covered {
+                return Err(err(format!(
+                    "the snapshot that covers these entries was not written ({e})"
+                )));
+            }
+        }
         let bytes = encode(&log_id).map_err(|e| err(e.to_string()))?;
         self.write_and_wait(Op::Purge {
             index: log_id.index,
@@ -1019,6 +1059,35 @@ mod tests {
         drop(store);
         let mut store = open(&dir);
         assert_eq!(store.get_log_state().await?.last_log_id, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_purge_waits_for_the_snapshot_file_that_covers_it() -> Result<(), StorageError> {
+        let dir = TempDir::new().unwrap();
+        let mut store = open(&dir);
+        let (persisted, gate) = watch::channel(Ok(Some(3)));
+        store.gate_purges(gate);
+        store.blocking_append(entries(1, 1..=10)).await?;
+        // Covered: at once.
+        store.purge(log_id(1, 3)).await?;
+        // Not covered yet (a received snapshot still being written): the
+        // purge waits, and nothing is deleted meanwhile,
+        let mut store = {
+            let purge =
+                tokio::spawn(async move { store.purge(log_id(1, 8)).await.map(|()| store) });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert!(!purge.is_finished(), "the purge waits for the snapshot");
+            // until the snapshot file covers its entries.
+            persisted.send_modify(|p| *p = Ok(Some(8)));
+            purge.await.unwrap()?
+        };
+        assert_eq!(indexes(&store.try_get_log_entries(..).await?), vec![9, 10]);
+        // A snapshot that could not be written fails the purge, deleting nothing.
+        persisted.send_modify(|p| *p = Err("No space left on device".into()));
+        let err = store.purge(log_id(1, 9)).await.unwrap_err().to_string();
+        assert!(err.contains("No space left"), "{err}");
+        assert_eq!(indexes(&store.try_get_log_entries(..).await?), vec![9, 10]);
         Ok(())
     }
 

@@ -158,11 +158,17 @@ pub enum SmOpenError {
 /// The latest snapshot: its meta and the bytes of its [`SnapshotBody`].
 type Current = Arc<RwLock<Option<(SnapshotMeta, Arc<Vec<u8>>)>>>;
 
+/// What the snapshot file on disk covers: the index of its last entry (None:
+/// no snapshot yet), or why writing one failed. The log store purges no
+/// entry beyond it ([`crate::store::log::LogStore::gate_purges`]).
+pub type Persisted = Result<Option<u64>, String>;
+
 pub struct StateMachineStore {
     data: SmHandle,
     dir: PathBuf,
     current: Current,
     snapshot_seq: u64,
+    persisted: Arc<tokio::sync::watch::Sender<Persisted>>,
 }
 
 impl StateMachineStore {
@@ -206,6 +212,9 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             data: SmHandle(Arc::new(RwLock::new(data))),
             dir: dir.to_path_buf(),
+            persisted: Arc::new(tokio::sync::watch::Sender::new(Ok(current
+                .as_ref()
+                .and_then(|(meta, _)| meta.last_log_id.map(|l| l.index))))),
             current: Arc::new(RwLock::new(current)),
             snapshot_seq: 0,
         })
@@ -213,6 +222,11 @@ impl StateMachineStore {
 
     pub fn handle(&self) -> SmHandle {
         self.data.clone()
+    }
+
+    /// Follows what the snapshot file on disk covers.
+    pub fn persisted(&self) -> tokio::sync::watch::Receiver<Persisted> {
+        self.persisted.subscribe()
     }
 }
 
@@ -431,6 +445,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             body,
             dir: self.dir.clone(),
             current: self.current.clone(),
+            persisted: self.persisted.clone(),
         }
     }
 
@@ -465,8 +480,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
             .map_err(|e| {
+                self.persisted.send_modify(|p| *p = Err(e.to_string()));
                 StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
             })?;
+        self.persisted
+            .send_modify(|p| *p = Ok(meta.last_log_id.map(|l| l.index)));
         {
             let mut d = self.data.write();
             d.state = state;
@@ -500,6 +518,7 @@ pub struct SnapshotBuilder {
     dir: PathBuf,
     /// Where to publish the built snapshot (shared with the store).
     current: Current,
+    persisted: Arc<tokio::sync::watch::Sender<Persisted>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -514,7 +533,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature, &e)))?;
+            .map_err(|e| {
+                self.persisted.send_modify(|p| *p = Err(e.to_string()));
+                StorageError::from(StorageIOError::write_snapshot(signature, &e))
+            })?;
+        // Snapshots may be built concurrently: the file holds the latest.
+        let index = self.meta.last_log_id.map(|l| l.index);
+        self.persisted.send_if_modified(|p| match p {
+            Ok(old) if *old < index => {
+                *p = Ok(index);
+                true
+            }
+            _ => false,
+        });
         publish(&self.current, self.meta.clone(), body.clone());
         tracing::info!(snapshot = %self.meta.snapshot_id, bytes = body.len(), "snapshot persisted");
         Ok(Snapshot {
