@@ -86,8 +86,8 @@ pub enum OpenError {
     Open {
         path: PathBuf,
         source: rocksdb::Error,
-        /// What RocksDB's own LOG says about the failure, when the error
-        /// does not name the damaged file (a WAL record failing its checksum).
+        /// Which file is damaged, when RocksDB's error does not say (a bad
+        /// WAL record): from its info LOG, or the WAL files listed.
         detail: String,
     },
     #[error("log store {path:?}: cannot read the identity of the data dir: {reason}")]
@@ -162,8 +162,8 @@ pub struct LogStore {
 ///
 /// WAL recovery mode: `TolerateCorruptedTailRecords` (docs/security.md,
 /// "Disk faults", compares the four). Every write that acknowledged
-/// anything was fsync'd, so the only damage a crash can leave is an
-/// incomplete last record, which is dropped; a record that fails its
+/// anything was fsync'd, so the only damage a process crash can leave is
+/// an incomplete last record, which is dropped; a record that fails its
 /// checksum anywhere else is damage to synced data and stops the open.
 /// (RocksDB's default, `PointInTime`, would open with the prefix before the
 /// damage and silently drop synced entries and votes after it.)
@@ -171,7 +171,7 @@ fn db_options() -> Options {
     let mut opts = Options::default();
     opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
     opts.set_paranoid_checks(true);
-    // A closed WAL that goes missing (or changes size) stops the open
+    // A closed WAL that goes missing (or is shorter than recorded) stops the open
     // instead of quietly losing what it held.
     opts.set_track_and_verify_wals_in_manifest(true);
     opts

@@ -165,10 +165,9 @@ pub type Persisted = Result<Option<u64>, String>;
 
 pub struct StateMachineStore {
     data: SmHandle,
-    dir: PathBuf,
+    file: SnapshotFile,
     current: Current,
     snapshot_seq: u64,
-    persisted: Arc<tokio::sync::watch::Sender<Persisted>>,
 }
 
 impl StateMachineStore {
@@ -209,12 +208,16 @@ impl StateMachineStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(SmOpenError::Read { path, source }),
         }
+        let covered = current
+            .as_ref()
+            .and_then(|(meta, _)| meta.last_log_id.map(|l| l.index));
         Ok(StateMachineStore {
             data: SmHandle(Arc::new(RwLock::new(data))),
-            dir: dir.to_path_buf(),
-            persisted: Arc::new(tokio::sync::watch::Sender::new(Ok(current
-                .as_ref()
-                .and_then(|(meta, _)| meta.last_log_id.map(|l| l.index))))),
+            file: SnapshotFile {
+                dir: dir.to_path_buf(),
+                lock: Arc::default(),
+                persisted: Arc::new(tokio::sync::watch::Sender::new(Ok(covered))),
+            },
             current: Arc::new(RwLock::new(current)),
             snapshot_seq: 0,
         })
@@ -226,7 +229,47 @@ impl StateMachineStore {
 
     /// Follows what the snapshot file on disk covers.
     pub fn persisted(&self) -> tokio::sync::watch::Receiver<Persisted> {
-        self.persisted.subscribe()
+        self.file.persisted.subscribe()
+    }
+}
+
+/// The snapshot file of a state machine. openraft 0.9 builds a snapshot in
+/// a task of its own, beside the worker that may install one received from
+/// the leader meanwhile: writes are serialized, and an older snapshot never
+/// replaces a newer one on disk (the log is purged behind the newer one).
+#[derive(Clone)]
+struct SnapshotFile {
+    dir: PathBuf,
+    lock: Arc<Mutex<()>>,
+    persisted: Arc<tokio::sync::watch::Sender<Persisted>>,
+}
+
+impl SnapshotFile {
+    /// Writes `body`, the snapshot up to `index`, unless the file already
+    /// covers more (then false). Blocking.
+    fn write(&self, body: &[u8], index: Option<u64>) -> std::io::Result<bool> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(&*self.persisted.borrow(), Ok(covered) if *covered > index) {
+            return Ok(false);
+        }
+        match persist(&self.dir, body) {
+            Ok(()) => {
+                self.persisted.send_modify(|p| *p = Ok(index));
+                Ok(true)
+            }
+            Err(e) => {
+                self.persisted.send_modify(|p| *p = Err(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_async(&self, body: Arc<Vec<u8>>, index: Option<u64>) -> std::io::Result<bool> {
+        let file = self.clone();
+        tokio::task::spawn_blocking(move || file.write(&body, index))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
     }
 }
 
@@ -443,9 +486,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             meta,
             body,
-            dir: self.dir.clone(),
+            file: self.file.clone(),
             current: self.current.clone(),
-            persisted: self.persisted.clone(),
         }
     }
 
@@ -472,19 +514,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 body_meta.last_log_id, meta.last_log_id
             )));
         }
-        let dir = self.dir.clone();
         let bytes = Arc::new(bytes);
-        let to_disk = bytes.clone();
-        tokio::task::spawn_blocking(move || persist(&dir, &to_disk))
+        self.file
+            .write_async(bytes.clone(), meta.last_log_id.map(|l| l.index))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
             .map_err(|e| {
-                self.persisted.send_modify(|p| *p = Err(e.to_string()));
                 StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
             })?;
-        self.persisted
-            .send_modify(|p| *p = Ok(meta.last_log_id.map(|l| l.index)));
         {
             let mut d = self.data.write();
             d.state = state;
@@ -515,10 +551,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 pub struct SnapshotBuilder {
     meta: SnapshotMeta,
     body: Result<Vec<u8>, String>,
-    dir: PathBuf,
+    file: SnapshotFile,
     /// Where to publish the built snapshot (shared with the store).
     current: Current,
-    persisted: Arc<tokio::sync::watch::Sender<Persisted>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -528,26 +563,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             StorageError::from(StorageIOError::write_snapshot(signature.clone(), io_err(e)))
         })?;
         let body = Arc::new(body);
-        let (dir, to_disk) = (self.dir.clone(), body.clone());
-        tokio::task::spawn_blocking(move || persist(&dir, &to_disk))
+        let written = self
+            .file
+            .write_async(body.clone(), self.meta.last_log_id.map(|l| l.index))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
-            .map_err(|e| {
-                self.persisted.send_modify(|p| *p = Err(e.to_string()));
-                StorageError::from(StorageIOError::write_snapshot(signature, &e))
-            })?;
-        // Snapshots may be built concurrently: the file holds the latest.
-        let index = self.meta.last_log_id.map(|l| l.index);
-        self.persisted.send_if_modified(|p| match p {
-            Ok(old) if *old < index => {
-                *p = Ok(index);
-                true
-            }
-            _ => false,
-        });
-        publish(&self.current, self.meta.clone(), body.clone());
-        tracing::info!(snapshot = %self.meta.snapshot_id, bytes = body.len(), "snapshot persisted");
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(signature, &e)))?;
+        if written {
+            publish(&self.current, self.meta.clone(), body.clone());
+            tracing::info!(snapshot = %self.meta.snapshot_id, bytes = body.len(), "snapshot persisted");
+        } else {
+            tracing::info!(snapshot = %self.meta.snapshot_id, "snapshot not persisted: a newer one is on disk");
+        }
         Ok(Snapshot {
             meta: self.meta.clone(),
             snapshot: Box::new(Cursor::new(body.as_ref().clone())),
@@ -669,6 +695,27 @@ mod tests {
         sm.apply(vec![entry(4, vec![register("b")])]).await.unwrap();
         assert!(h.read().touched.lock().unwrap().pids.is_empty());
         assert!(take().all);
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile {
+            dir: dir.path().to_path_buf(),
+            lock: Arc::default(),
+            persisted: Arc::new(tokio::sync::watch::Sender::new(Ok(None))),
+        };
+        let gate = file.persisted.subscribe();
+        // One installed from the leader up to 50,
+        assert!(file.write(b"fifty", Some(50)).unwrap());
+        // then a build begun before it, up to 40, finishes: skipped.
+        assert!(!file.write(b"forty", Some(40)).unwrap());
+        let on_disk = std::fs::read(snapshot_path(dir.path())).unwrap();
+        assert_eq!(unseal(&on_disk).unwrap(), b"fifty");
+        assert_eq!(*gate.borrow(), Ok(Some(50)));
+        // A newer one replaces it.
+        assert!(file.write(b"sixty", Some(60)).unwrap());
+        assert_eq!(*gate.borrow(), Ok(Some(60)));
     }
 
     #[tokio::test]
