@@ -3,7 +3,8 @@
 # A fresh machine has the Rust toolchain, gcc and Python; RocksDB's build
 # (librocksdb-sys) needs clang/libclang, and the gRPC code generation needs
 # protoc; chaos campaigns need ip, nft and libfaketime; the etcd comparison
-# benches need etcd. Only missing packages are installed; run as root or with sudo.
+# benches need etcd; the console's browser test
+# needs chromium and chromedriver. Only missing packages are installed; run as root or with sudo.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2; exit 1; }
@@ -20,6 +21,11 @@ command -v nft >/dev/null || missing+=(nftables)
 # `cairn bench compare-etcd` / `cairn bench failover` (and their smoke test)
 # run a local 3-member etcd: the etcd-server package provides /usr/bin/etcd.
 command -v etcd >/dev/null || missing+=(etcd-server)
+# The web console's browser test (tests/console.rs) drives Debian's headless
+# Chromium through ChromeDriver; fonts-dejavu-core gives screenshots legible text.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

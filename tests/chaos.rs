@@ -6,8 +6,13 @@
 //! Each campaign is its own test, so the harness runs two at a time on two
 //! cores. Together they run the nemeses for more than two minutes.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+#[path = "common/browser.rs"]
+mod browser;
 
 const CHAOS: &str = env!("CARGO_BIN_EXE_cairn-chaos");
 
@@ -306,4 +311,198 @@ fn the_rpc_fuzzer_catches_a_handler_that_panics() {
     assert!(v[0]["panics"].as_u64().unwrap() > 0, "{}", text(&o));
     let failure = v[0]["failure"].as_str().unwrap_or_default();
     assert!(failure.contains("deliberate handler panic"), "{}", text(&o));
+}
+
+// ---- `cairn-chaos serve`: the console's Chaos page ------------------------
+
+/// `cairn-chaos serve`, killed on drop.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Serve {
+        let mut child = Command::new(CHAOS)
+            .args([
+                "serve",
+                dir.to_str().expect("utf-8 path"),
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cairn-chaos serve");
+        // Its first line names the address it bound.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let addr = line
+            .trim()
+            .rsplit_once("http://")
+            .map(|(_, a)| a.trim_end_matches('/').to_string());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            panic!("cairn-chaos serve printed no address: {line:?}");
+        };
+        Serve { child, addr }
+    }
+
+    /// One GET: (status code, content type, body).
+    fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("send");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read the answer");
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a header");
+        let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let ctype = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        (code, ctype, raw[end + 4..].to_vec())
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        let (code, _, body) = self.get(path);
+        assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("JSON")
+    }
+}
+
+/// A checked simulator run and a broken one, served: the list names each
+/// with its verdict, a run's page has the checker's findings and timeline
+/// as written, nothing outside the directory is reachable, and a browser
+/// draws it (screenshot `chaos.png` beside the console's).
+#[test]
+fn serve_shows_each_runs_verdict_and_timeline_in_the_console() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = dir.path().join("sim-42");
+    let run_s = run.to_str().expect("utf-8 path");
+    let o = chaos(&["sim", "--seed", "42", "--out", run_s]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = chaos(&["check", run_s]);
+    assert!(o.status.success(), "{}", text(&o));
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).expect("mkdir");
+    std::fs::write(broken.join("verdict.json"), "{ cut off").expect("write");
+
+    let serve = Serve::start(dir.path());
+    assert_eq!(serve.json("/api/whoami")["mode"], "chaos");
+    let runs = serve.json("/api/chaos/runs");
+    let rows = runs["runs"].as_array().expect("runs");
+    assert_eq!(rows.len(), 2, "{runs}");
+    let row = |n: &str| {
+        rows.iter()
+            .find(|r| r["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {runs}"))
+    };
+    assert_eq!(row("sim-42")["valid"], true, "{runs}");
+    assert_eq!(row("sim-42")["mode"], "sim");
+    assert_eq!(row("sim-42")["seed"], 42);
+    assert!(
+        row("broken")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not JSON")),
+        "{runs}"
+    );
+
+    let one = serve.json("/api/chaos/run/sim-42");
+    assert_eq!(
+        one["verdict"],
+        verdict(&run),
+        "the verdict as the checker wrote it"
+    );
+    assert_eq!(one["timeline"], true);
+    let (code, ctype, svg) = serve.get("/api/chaos/run/sim-42/timeline.svg");
+    assert_eq!((code, ctype.as_str()), (200, "image/svg+xml"));
+    assert_eq!(
+        svg,
+        std::fs::read(run.join("timeline.svg")).expect("timeline.svg")
+    );
+    for outside in [
+        "/api/chaos/run/..",
+        "/api/chaos/run/..%2Fsim-42",
+        "/api/chaos/run/%2Fetc",
+        "/api/chaos/run/nothing",
+    ] {
+        let (code, _, body) = serve.get(outside);
+        assert_eq!(code, 404, "{outside}: {}", String::from_utf8_lossy(&body));
+    }
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let Some((_driver, client)) = browser::start().await else {
+            return;
+        };
+        client
+            .goto(&format!("http://{}/", serve.addr))
+            .await
+            .expect("open the page");
+        let checks = verdict(&run)["checks"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0);
+        let script = format!(
+            r#"
+            const v = document.querySelector('#runs tr[data-run="sim-42"] .verdict');
+            const b = document.querySelector('#runs tr[data-run="broken"] .verdict');
+            const img = document.getElementById('timeline');
+            const rows = document.querySelectorAll('#checks tbody tr').length;
+            return v && v.textContent === 'valid' && b && b.textContent === 'unreadable'
+                && rows === {checks} && img.complete && img.naturalWidth > 0
+                && document.getElementById('nav-cluster').hidden ? rows : null;
+            "#
+        );
+        let shown = browser::wait_page(
+            &client,
+            Duration::from_secs(20),
+            "the run, its checks and timeline",
+            &script,
+            String::new,
+        )
+        .await;
+        assert_eq!(shown, serde_json::json!(checks));
+        browser::screenshot(&client, "console", "chaos").await;
+        client
+            .execute(
+                "document.getElementById('timeline-box').scrollIntoView()",
+                vec![],
+            )
+            .await
+            .expect("scroll to the timeline");
+        browser::screenshot(&client, "console", "chaos-timeline").await;
+        let _ = client.close().await;
+    });
 }

@@ -650,68 +650,10 @@ async fn topo_chunk_volume_extent_and_config_commands_print_tables_and_json() {
     fails(&["volume", "show", "1"], "volume 1 not found");
 }
 
-/// `cairn dev` in the background, stopped with Ctrl-C (SIGINT) on drop.
-struct Dev {
-    child: std::process::Child,
-    home: tempfile::TempDir,
-}
-
-impl Dev {
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = std::process::Command::new(common::BIN)
-            .args(args)
-            .env("CAIRN_HOME", self.home.path())
-            .env_remove("CAIRN_TLS")
-            .output()
-            .expect("run cairn");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// SIGINT, then wait for the exit; SIGKILL if it does not come.
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.stop();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cairn_dev_runs_a_quorum_and_8_live_chunks_the_cli_finds_by_default() {
     // Given `cairn dev` started in the background (its own CAIRN_HOME),
-    let home = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new(common::BIN)
-        .args(["dev", "--dir"])
-        .arg(home.path().join("dev"))
-        .env("CAIRN_HOME", home.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut dev = Dev { child, home };
+    let mut dev = common::Dev::start(&[]);
 
     // when the CLI runs without --endpoints, it finds the quorum, and within
     // seconds sees 8 live chunks with sessions on 2 racks,

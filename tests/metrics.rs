@@ -10,31 +10,8 @@ use std::time::Duration;
 use cairn_node::fleet::Fleet;
 use cairn_node::types::pb;
 use common::{dump_logs, wait_for, Cluster};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const EXTENT: u64 = 256 << 20;
-
-/// One HTTP/1.1 GET; returns (status line, headers, body).
-async fn get(addr: &str, path: &str) -> Result<(String, String, String), String> {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .map_err(|_| "no reply within 10 s".to_string())?
-        .map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no header end in {text:?}"))?;
-    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
-    Ok((status.to_string(), headers.to_lowercase(), body.to_string()))
-}
 
 /// `name{labels}` -> value, for every sample line.
 type Samples = BTreeMap<String, f64>;
@@ -59,7 +36,7 @@ fn parse(body: &str) -> Result<Samples, String> {
 /// The samples of `addr`, with a chunked-encoding-free body (axum sends a
 /// Content-Length for a String body).
 async fn scrape(addr: &str) -> Result<Samples, String> {
-    let (status, _, body) = get(addr, "/metrics").await?;
+    let (status, _, body) = common::http_get(addr, "/metrics").await?;
     if !status.contains(" 200 ") {
         return Err(format!("{status}: {body}"));
     }
@@ -90,7 +67,7 @@ async fn metrics_follow_writes_sessions_recovery_and_capabilities() {
     let m0 = cluster.members[0].metrics.clone();
     let (status, headers, body) = wait_for(&cluster, Duration::from_secs(10), "a scrape", || {
         let m0 = m0.clone();
-        async move { get(&m0, "/metrics").await }
+        async move { common::http_get(&m0, "/metrics").await }
     })
     .await;
     assert!(status.contains(" 200 "), "{status}");
@@ -103,7 +80,7 @@ async fn metrics_follow_writes_sessions_recovery_and_capabilities() {
         body.contains("# TYPE cairn_raft_append_seconds histogram"),
         "{body}"
     );
-    let (status, _, _) = get(&m0, "/nope").await.expect("GET /nope");
+    let (status, _, _) = common::http_get(&m0, "/nope").await.expect("GET /nope");
     assert!(status.contains(" 404 "), "{status}");
 
     // Five unracked chunks and a volume on them, then writes.

@@ -76,6 +76,23 @@ enum Command {
     ///   cairn-chaos fuzz --target log-entry,raft-vote --seed 7
     #[command(verbatim_doc_comment)]
     Fuzz(FuzzArgs),
+    /// Serve campaign reports in a browser: the web console's Chaos page
+    /// over DIR, which is one campaign's --out directory or a directory of
+    /// them (a soak's). Lists every run with its verdict and failed checks;
+    /// a run shows its checks, operations and timeline. Read-only; runs
+    /// until Ctrl-C. Bind a non-loopback --addr only on a trusted network:
+    /// reports hold member logs and nothing asks who is reading.
+    ///
+    ///   cairn-chaos serve /var/tmp/soak                  # http://127.0.0.1:8900/
+    ///   cairn-chaos serve /tmp/c7 --addr 127.0.0.1:0     # any free port (printed)
+    #[command(verbatim_doc_comment)]
+    Serve {
+        /// A campaign's --out directory, or a directory holding several.
+        dir: PathBuf,
+        /// Address to listen on (HTTP).
+        #[arg(long, default_value = "127.0.0.1:8900")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(Args)]
@@ -436,6 +453,30 @@ fn fuzz(a: FuzzArgs) -> Result<bool> {
     Ok(outcomes.iter().all(|o| o.passed()))
 }
 
+/// `cairn-chaos serve`: until Ctrl-C (exit status 0).
+async fn serve(dir: PathBuf, addr: std::net::SocketAddr) -> Result<bool> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{}: not a directory (give a campaign's --out directory, or one holding them)",
+            dir.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    println!("chaos reports of {}: http://{bound}/", dir.display());
+    let app = cairn_node::console::reports_router(dir);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| anyhow::anyhow!("serving on {bound}: {e}"))?;
+    Ok(true)
+}
+
 /// Checks `dir`, prints the summary; true when valid.
 fn check(dir: &std::path::Path) -> Result<bool> {
     let verdict = cairn_chaos::check::check_dir(dir)?;
@@ -470,6 +511,9 @@ fn main() {
         Command::Run(a) => on_runtime(run(a)),
         Command::Soak(a) => soak(a),
         Command::Fuzz(a) => fuzz(a),
+        Command::Serve { dir, addr } => tokio::runtime::Runtime::new()
+            .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+            .and_then(|rt| rt.block_on(serve(dir, addr))),
     };
     exit(r)
 }

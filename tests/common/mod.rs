@@ -114,6 +114,11 @@ impl Cluster {
         Cluster::start_opts(n, &[], true, true)
     }
 
+    /// As `start_insecure`, every member serving metrics and the console.
+    pub fn start_insecure_with_metrics(n: u64) -> Cluster {
+        Cluster::start_opts(n, &[], true, false)
+    }
+
     fn start_opts(n: u64, extra: &[&str], with_metrics: bool, tls: bool) -> Cluster {
         let root = tempfile::tempdir().expect("temp dir");
         let certs = tls.then(|| Certs::new(&root.path().join("tls")));
@@ -575,5 +580,150 @@ where
 pub fn dump_logs(cluster: &Cluster, test: &str) {
     if std::env::var_os("CAIRN_TEST_LOGS").is_some() {
         println!("===== logs of {test} =====\n{}", cluster.logs());
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (`headers`: extra `name: value` lines);
+/// returns (status line, lower-cased headers, body).
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> Result<(String, String, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    // Read to the end of the body: by Content-Length when given (some
+    // servers, chromedriver among them, keep the connection open despite
+    // `Connection: close`), else to the end of the stream.
+    let mut raw = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Ok::<(), String>(());
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if length.is_some_and(|len| raw.len() >= end + 4 + len) {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| "no reply within 10 s".to_string())??;
+    let text = String::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no header end in {text:?}"))?;
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    Ok((status.to_string(), headers.to_lowercase(), body.to_string()))
+}
+
+/// One HTTP/1.1 GET.
+pub async fn http_get(addr: &str, path: &str) -> Result<(String, String, String), String> {
+    http(addr, "GET", path, &[]).await
+}
+
+/// `cairn dev` in the background with its own CAIRN_HOME (its stdout in
+/// `stdout.txt` there), stopped with Ctrl-C (SIGINT) on drop.
+pub struct Dev {
+    child: Child,
+    pub home: tempfile::TempDir,
+}
+
+impl Dev {
+    /// `cairn dev --dir <home>/dev <extra>`.
+    pub fn start(extra: &[&str]) -> Dev {
+        let home = tempfile::tempdir().expect("temp dir");
+        let out = std::fs::File::create(home.path().join("stdout.txt")).expect("stdout file");
+        let child = Command::new(BIN)
+            .args(["dev", "--dir"])
+            .arg(home.path().join("dev"))
+            .args(extra)
+            .env("CAIRN_HOME", home.path())
+            .env_remove("CAIRN_TLS")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cairn dev");
+        Dev { child, home }
+    }
+
+    /// What `cairn dev` printed so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("stdout.txt")).unwrap_or_default()
+    }
+
+    /// The members' logs.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for id in 1..=5 {
+            let path = self.home.path().join(format!("dev/node{id}.log"));
+            if let Ok(log) = std::fs::read_to_string(&path) {
+                out.push_str(&format!("===== {} =====\n{log}\n", path.display()));
+            }
+        }
+        out
+    }
+
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("CAIRN_HOME", self.home.path())
+            .env_remove("CAIRN_TLS")
+            .output()
+            .expect("run cairn");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// SIGINT, then wait for the exit; SIGKILL if it does not come.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
     }
 }

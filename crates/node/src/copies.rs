@@ -20,11 +20,11 @@
 //! fenced by Raft, by the term every copy carries and by the generation
 //! every extent update compares (docs/scheduling.md, "Fencing").
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cairn_sched::{Kind, SchedCmd, SchedConfig, Scheduler};
+use cairn_sched::{SchedCmd, SchedConfig, Scheduler};
 use cairn_state::{
     Cid, Cmd, CmdError, CopyId, CopyKind, Extent, FinishCopy, Pid, Reply, RunningCopy, State,
     EXTENT_SIZE_BYTES,
@@ -157,7 +157,21 @@ pub struct Leading {
     /// Copies recorded as finished / failed since this leader took office.
     pub finished: u64,
     pub failed: u64,
+    /// The last copies that ended, newest last (at most [`RECENT_KEPT`]).
+    pub recent: VecDeque<EndedCopy>,
     wake: Arc<Notify>,
+}
+
+/// Ended copies a leader keeps for `sched status` and the console.
+pub const RECENT_KEPT: usize = 20;
+
+/// A copy the state showed over: finished (its result recorded) or failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndedCopy {
+    pub cmd: SchedCmd,
+    pub ok: bool,
+    pub issued_ms: u64,
+    pub ended_ms: u64,
 }
 
 impl Leading {
@@ -354,6 +368,7 @@ impl Runner {
             scheduler,
             finished: 0,
             failed: 0,
+            recent: VecDeque::new(),
             wake: self.board.wake(),
         }));
         Ok(())
@@ -395,27 +410,30 @@ fn round(sm: &SmHandle, board: &CopyBoard, handle: &SchedHandle, term: u64) -> O
         let (batch, ended) = plan_round(&mut l.scheduler, &d.state, touched, results, now, term);
         l.finished += ended.finished();
         l.failed += ended.failed();
-        for (kind, ok) in ended.copies {
-            crate::metrics::copy_ended(kind, ok);
+        for e in ended.copies {
+            crate::metrics::copy_ended(e.cmd.kind, e.ok);
+            l.recent.push_back(e);
+            if l.recent.len() > RECENT_KEPT {
+                l.recent.pop_front();
+            }
         }
         batch
     })
 }
 
-/// Copies the state showed over since the last round: their kind, and
-/// whether they finished (`true`) or failed.
+/// Copies the state showed over since the last round, finished or failed.
 #[derive(Debug, Default)]
 pub struct Ended {
-    pub copies: Vec<(Kind, bool)>,
+    pub copies: Vec<EndedCopy>,
 }
 
 impl Ended {
     pub fn finished(&self) -> u64 {
-        self.copies.iter().filter(|(_, ok)| *ok).count() as u64
+        self.copies.iter().filter(|e| e.ok).count() as u64
     }
 
     pub fn failed(&self) -> u64 {
-        self.copies.iter().filter(|(_, ok)| !*ok).count() as u64
+        self.copies.iter().filter(|e| !e.ok).count() as u64
     }
 }
 
@@ -570,15 +588,20 @@ fn reconcile(
     by_pid: &HashMap<Pid, &RunningCopy>,
     now: u64,
 ) -> Ended {
-    let over: Vec<SchedCmd> = s
+    let over: Vec<(SchedCmd, u64)> = s
         .running()
         .filter(|r| !by_pid.get(&r.cmd.pid).is_some_and(|c| same_copy(&r.cmd, c)))
-        .map(|r| r.cmd)
+        .map(|r| (r.cmd, r.issued_ms))
         .collect();
     let mut ended = Ended::default();
-    for cmd in over {
+    for (cmd, issued_ms) in over {
         let ok = took_result(&cmd, state.extent(cmd.pid).map(|e| e.extent));
-        ended.copies.push((cmd.kind, ok));
+        ended.copies.push(EndedCopy {
+            cmd,
+            ok,
+            issued_ms,
+            ended_ms: now,
+        });
         if ok {
             let _ = s.complete(cmd.pid, cmd.id, now);
         } else {

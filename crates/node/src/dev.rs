@@ -246,6 +246,15 @@ pub async fn run(
         );
     }
     println!(
+        "web console: http://{}/ (every member serves it; also {})",
+        metrics[0],
+        metrics[1..]
+            .iter()
+            .map(|m| format!("http://{m}/"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
         "Prometheus metrics: {}",
         metrics
             .iter()

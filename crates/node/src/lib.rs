@@ -5,6 +5,7 @@ pub mod authz;
 pub mod chaos_bug;
 pub mod chunk_service;
 pub mod client;
+pub mod console;
 pub mod copies;
 pub mod copy_exec;
 pub mod fleet;

@@ -814,59 +814,25 @@ async fn status(client: &MetaClient, endpoints: &[String], json: bool) -> Result
                 .map_err(|e| e.to_string()),
         ));
     }
-    // Lag as the leader sees it.
-    let leader = rows
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok())
-        .find(|s| s.leader_id == s.node_id);
-    let lag = |id: u64| -> Option<u64> {
-        let l = leader?;
-        let m = l
-            .members
-            .iter()
-            .find(|m| m.node_id == id && m.matched_known)?;
-        Some(l.last_log_index.saturating_sub(m.matched_index))
-    };
-    let role = |s: &cairn_node::types::pb::StatusResponse| -> &'static str {
-        let me = s.members.iter().find(|m| m.node_id == s.node_id);
-        match me {
-            _ if s.leader_id == s.node_id && s.leader_id != 0 => "leader",
-            Some(m) if m.voter => "follower",
-            Some(_) => "learner",
-            None => "joining",
-        }
-    };
+    let view = cairn_node::views::cluster_status(&rows);
     if json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(addr, r)| match r {
-                Ok(s) => serde_json::json!({
-                    "endpoint": addr, "cluster": format!("{:016x}", s.cluster_id),
-                    "id": s.node_id, "role": role(s), "term": s.term,
-                    "leader": s.leader_id, "last_log": s.last_log_index, "applied": s.applied_index,
-                    "lag": lag(s.node_id), "digest": format!("{:016x}", s.state_digest),
-                    "chunks": s.chunks, "volumes": s.volumes, "extents": s.extents,
-                }),
-                Err(e) => serde_json::json!({ "endpoint": addr, "error": e }),
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&view)?);
     } else {
         println!(
             "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>5} {:>16}",
             "ENDPOINT", "ID", "ROLE", "TERM", "LAST_LOG", "APPLIED", "LAG", "DIGEST"
         );
-        for (addr, r) in &rows {
+        for ((addr, r), v) in rows.iter().zip(&view) {
             match r {
                 Ok(s) => println!(
                     "{:<22} {:>3} {:>8} {:>5} {:>9} {:>9} {:>5} {:>16x}",
                     addr,
                     s.node_id,
-                    role(s),
+                    cairn_node::views::member_role(s),
                     s.term,
                     s.last_log_index,
                     s.applied_index,
-                    lag(s.node_id).map_or("-".to_string(), |l| l.to_string()),
+                    v["lag"].as_u64().map_or("-".to_string(), |l| l.to_string()),
                     s.state_digest
                 ),
                 Err(e) => println!("{addr:<22} unreachable: {e}"),

@@ -348,12 +348,13 @@ pub fn render(src: &Sources) -> String {
 /// Content type of the OpenMetrics text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves `/metrics` on `listener` (bound by the caller before anything
-/// else starts, so a taken port fails the start cleanly) until `stop`
-/// turns true.
+/// Serves `/metrics`, and the console's routes beside it, on `listener`
+/// (bound by the caller before anything else starts, so a taken port fails
+/// the start cleanly) until `stop` turns true.
 pub fn serve(
     listener: TcpListener,
     src: Sources,
+    console: Option<axum::Router>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let bound = listener.local_addr().ok();
@@ -374,6 +375,10 @@ pub fn serve(
             }
         }),
     );
+    let app = match console {
+        Some(console) => app.merge(console),
+        None => app,
+    };
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -386,7 +391,7 @@ pub fn serve(
         }
     });
     if let Some(bound) = bound {
-        tracing::info!(%bound, "serving Prometheus metrics at /metrics");
+        tracing::info!(%bound, "serving Prometheus metrics at /metrics and the console at /");
     }
     task
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::chunk_service::ChunkService;
 use crate::client::MetaClient;
+use crate::console::{Actions, Console};
 use crate::copies::SchedHandle;
 use crate::limits::{Bucket, Limits};
 use crate::meta_service::MetaService;
@@ -384,7 +385,9 @@ impl Node {
                     sched: sched.clone(),
                 };
                 let bound = listener.local_addr().ok();
-                let task = crate::metrics::serve(listener, src, shutdown.subscribe());
+                let console = console(&cfg, &raft, addr, &transport, shutdown.subscribe())?;
+                let task =
+                    crate::metrics::serve(listener, src, Some(console), shutdown.subscribe());
                 (bound, Some(task))
             }
             None => (None, None),
@@ -638,6 +641,46 @@ async fn check_snapshot_covers_purged(
         }
         _ => Ok(()),
     }
+}
+
+/// The console's routes: its client starts at this member's own gRPC
+/// address (loopback when it listens on every address) and follows the
+/// leader as the CLI does, under this member's identity.
+fn console(
+    cfg: &NodeConfig,
+    raft: &Raft,
+    addr: SocketAddr,
+    transport: &Transport,
+    stop: watch::Receiver<bool>,
+) -> Result<axum::Router, NodeError> {
+    let mut own = addr;
+    if own.ip().is_unspecified() {
+        own.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let client = MetaClient::new(vec![own.to_string()], transport.clone())
+        .map_err(|e| NodeError::Raft(format!("console client: {e}")))?;
+    let timeline = crate::console::timeline::Timeline::default();
+    // Runs until `stop`, like the admin server itself.
+    drop(crate::console::timeline::spawn(
+        raft.clone(),
+        timeline.clone(),
+        stop,
+    ));
+    let actions = if cfg.tls.is_some() {
+        Actions::Refused(
+            "the console is read-only on a TLS member: this port is plain HTTP, and actions need an admin certificate; use `cairn sched pause|resume` or `cairn upgrade hold|release` with an admin identity".into(),
+        )
+    } else {
+        Actions::Allowed
+    };
+    Ok(crate::console::router(Console::new(
+        cfg.id,
+        raft.clone(),
+        client,
+        timeline,
+        actions,
+        cfg.tls.is_none(),
+    )))
 }
 
 /// The listener and the client transport of a member: mutual TLS as its

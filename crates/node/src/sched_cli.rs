@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use cairn_node::client::MetaClient;
 use cairn_node::types::pb;
+use cairn_node::views;
 use clap::{Subcommand, ValueEnum};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::table;
 
@@ -55,65 +56,6 @@ pub enum SchedCmd {
     Explain { pid: u64 },
 }
 
-fn kind_name(k: i32) -> &'static str {
-    match pb::CopyKind::try_from(k) {
-        Ok(pb::CopyKind::Recover) => "recover",
-        Ok(pb::CopyKind::Migrate) => "migrate",
-        _ => "?",
-    }
-}
-
-fn secs(ms: u64) -> String {
-    if ms >= 60_000 {
-        format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000)
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    }
-}
-
-fn pct(done: u64, total: u64) -> String {
-    done.saturating_mul(100)
-        .checked_div(total)
-        .map_or_else(|| "-".into(), |p| format!("{p}%"))
-}
-
-fn running_rows(s: &pb::SchedStatusResponse) -> Vec<Value> {
-    s.running
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.command_id, "kind": kind_name(r.kind), "pid": r.pid,
-                "src": r.src, "dst": r.dst,
-                "replace": if r.replace == 0 { "-".to_string() } else { r.replace.to_string() },
-                "owner": r.owner, "mode": r.mode, "term": r.term,
-                "elapsed": secs(r.elapsed_ms),
-                "progress": pct(r.done_bytes, r.total_bytes),
-                "eta": if r.eta_ms == 0 { "-".to_string() } else { secs(r.eta_ms) },
-            })
-        })
-        .collect()
-}
-
-fn slot_rows(s: &pb::SchedStatusResponse) -> Vec<Value> {
-    s.slots
-        .iter()
-        .filter(|r| r.used.iter().any(|u| *u > 0))
-        .map(|r| {
-            let cell = |i: usize| {
-                format!(
-                    "{}/{}",
-                    r.used.get(i).copied().unwrap_or(0),
-                    r.limit.get(i).copied().unwrap_or(0)
-                )
-            };
-            json!({
-                "cid": r.cid, "recover_src": cell(0), "recover_dst": cell(1),
-                "migrate_src": cell(2), "migrate_dst": cell(3),
-            })
-        })
-        .collect()
-}
-
 fn on_off(paused: bool) -> &'static str {
     if paused {
         "PAUSED"
@@ -144,15 +86,24 @@ fn print_status(s: &pb::SchedStatusResponse) {
     } else {
         println!("running copies ({}):", s.running.len());
         table(
-            &running_rows(s),
+            &views::sched_running_rows(s),
             &[
                 "id", "kind", "pid", "src", "dst", "replace", "owner", "mode", "elapsed",
                 "progress", "eta",
             ],
         );
     }
+    let recent = views::sched_recent_rows(s);
+    if !recent.is_empty() {
+        println!();
+        println!("last ended (newest first):");
+        table(
+            &recent.into_iter().take(5).collect::<Vec<_>>(),
+            &["id", "kind", "pid", "src", "dst", "mode", "result", "took"],
+        );
+    }
     println!();
-    let slots = slot_rows(s);
+    let slots = views::sched_slot_rows(s);
     let idle = s.slots.len() - slots.len();
     if slots.is_empty() {
         println!("slots: all {} chunks idle", s.slots.len());
@@ -169,18 +120,6 @@ fn print_status(s: &pb::SchedStatusResponse) {
             ],
         );
     }
-}
-
-fn status_json(s: &pb::SchedStatusResponse) -> Value {
-    json!({
-        "leader": s.leader_id, "term": s.term,
-        "recover_paused": s.recover_paused, "migrate_paused": s.migrate_paused,
-        "extents": s.extents, "degraded": s.degraded, "lost": s.lost,
-        "recover_queued": s.recover_queued, "migrate_queued": s.migrate_queued,
-        "parked": s.parked, "finished": s.finished, "failed": s.failed,
-        "running": running_rows(s),
-        "slots": s.slots.iter().map(|r| json!({"cid": r.cid, "used": r.used, "limit": r.limit})).collect::<Vec<_>>(),
-    })
 }
 
 /// Work left: extents missing a replica, plus queued or running migrations.
@@ -202,7 +141,10 @@ pub async fn sched(client: &MetaClient, cmd: SchedCmd, json: bool) -> Result<()>
         SchedCmd::Status => {
             let s = client.sched_status(pb::SchedStatusRequest {}).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status_json(&s))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&views::sched_status(&s))?
+                );
             } else {
                 print_status(&s);
             }

@@ -6,7 +6,7 @@ use cairn_sched::{GatherTarget, Kind, ManualError, ManualRequest, Mode, SlotKind
 use cairn_state::{Cid, State};
 use tonic::Status;
 
-use crate::copies::{CopyBoard, SchedHandle};
+use crate::copies::{CopyBoard, EndedCopy, SchedHandle};
 use crate::propose::now_ms;
 use crate::types::pb;
 
@@ -110,7 +110,9 @@ pub fn status(
         .collect();
     let r = sched.with(|l| {
         let s = &l.scheduler;
-        let cfg = s.config();
+        // Paused as committed, not as the scheduler last took it in (at
+        // its next round): a `sched pause` that returned shows at once.
+        let cfg = state.config();
         pb::SchedStatusResponse {
             leader_id,
             term: l.term,
@@ -130,11 +132,30 @@ pub fn status(
             finished: l.finished,
             failed: l.failed,
             extents,
+            recent: l.recent.iter().map(ended_row).collect(),
         }
     });
     let mut r = r.ok_or_else(|| not_ready(state))?;
     r.running = running;
     Ok(r)
+}
+
+fn ended_row(e: &EndedCopy) -> pb::EndedCopy {
+    pb::EndedCopy {
+        command_id: e.cmd.id,
+        kind: match e.cmd.kind {
+            Kind::Recover => pb::CopyKind::Recover,
+            Kind::Migrate => pb::CopyKind::Migrate,
+        } as i32,
+        pid: e.cmd.pid,
+        src: e.cmd.src,
+        dst: e.cmd.dst,
+        replace: e.cmd.replace.unwrap_or(0),
+        mode: mode_name(e.cmd.mode).into(),
+        ok: e.ok,
+        issued_ms: e.issued_ms,
+        ended_ms: e.ended_ms,
+    }
 }
 
 pub fn explain(state: &State, sched: &SchedHandle, pid: u64) -> Result<String, Status> {
