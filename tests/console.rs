@@ -76,6 +76,26 @@ async fn console_serves_the_clis_reads_from_any_member_and_acts_only_when_confir
         "every chunk registered\n{}",
         cluster.logs()
     );
+    // The scheduler runs once every member and chunk has copy_commands.
+    wait_for(
+        &cluster,
+        Duration::from_secs(30),
+        "copy_commands active",
+        || {
+            let (ok, out, err) = cluster.cli(&["upgrade", "status", "--json"]);
+            async move {
+                let v: Value =
+                    serde_json::from_str(&out).map_err(|e| format!("{e}: {out}{err}"))?;
+                let active = v["active"].as_array().cloned().unwrap_or_default();
+                if ok && active.contains(&json!("copy_commands")) {
+                    Ok(())
+                } else {
+                    Err(v.to_string())
+                }
+            }
+        },
+    )
+    .await;
     // A follower's console: it must answer with the leader's data too.
     let follower = cluster
         .members
@@ -368,7 +388,10 @@ async fn browser_sees_the_quorum_a_stopped_chunk_expire_and_its_recovery() {
     "#).await;
     screenshot(&client, "chunks").await;
 
-    // Stop chunk 3: its session expires on the page.
+    // Stop chunk 3 with recover paused (so the recovery cannot finish
+    // before the page is watching): its session expires on the page.
+    let (ok, out, err) = dev.cli(&["sched", "pause", "recover"]);
+    assert!(ok, "{out}{err}");
     let (ok, out, err) = dev.cli(&["fleet", "stop", "3"]);
     assert!(ok, "{out}{err}");
     wait_page(
@@ -384,8 +407,74 @@ async fn browser_sees_the_quorum_a_stopped_chunk_expire_and_its_recovery() {
     .await;
     screenshot(&client, "chunks-expired").await;
 
-    // Repairs: recover copies run, with progress reported by the chunks.
+    // Repairs: the lost replicas counted, recover paused.
     open(&client, &console, "repairs").await;
+    wait_page(&client, &dev, Duration::from_secs(20), "degraded extents and recover paused", r#"
+        const b = document.getElementById('act-recover');
+        const cards = document.getElementById('sched-summary').textContent;
+        return b && b.dataset.action === 'resume' && /[1-9][0-9]*missing a replica/.test(cards) ? true : null;
+    "#).await;
+    // The drill-down: `sched explain` of an extent that had a replica on chunk 3.
+    let (ok, out, err) = dev.cli(&["volume", "show", "1", "--json"]);
+    assert!(ok, "{err}");
+    let volume: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let pid = volume["extents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["loc"].as_array().is_some_and(|l| l.contains(&json!(3))))
+        .and_then(|e| e["pid"].as_u64())
+        .unwrap_or_else(|| panic!("no extent on chunk 3: {volume}"));
+    client
+        .execute(&format!("document.getElementById('explain-pid').value = {pid}; document.querySelector('#explain-form button').click();"), vec![])
+        .await
+        .expect("ask for an explanation");
+    let text = wait_page(
+        &client,
+        &dev,
+        Duration::from_secs(10),
+        "sched explain's text",
+        r#"
+        const t = document.getElementById('explain').textContent;
+        return t && !t.startsWith('explaining') ? t : null;
+    "#,
+    )
+    .await;
+    let (ok, cli_text, err) = dev.cli(&["sched", "explain", &pid.to_string()]);
+    assert!(ok, "{err}");
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.starts_with(&format!("extent {pid} ")) && t.contains("alive [")),
+        "the explanation of extent {pid}: {text}"
+    );
+    // The same lines as the CLI's but the first (it stamps the time).
+    let tail = |t: &str| t.lines().skip(1).take(2).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        tail(text.as_str().unwrap_or("")),
+        tail(&cli_text),
+        "console vs CLI"
+    );
+
+    // Resume recover through the page: it asks first, nothing before Confirm.
+    client
+        .execute("document.getElementById('act-recover').click()", vec![])
+        .await
+        .expect("click resume");
+    wait_page(&client, &dev, Duration::from_secs(5), "the confirmation", r#"
+        return document.getElementById('confirm').open ? document.getElementById('confirm-text').textContent : null;
+    "#).await;
+    let (_, out, _) = dev.cli(&["sched", "status", "--json"]);
+    assert!(
+        out.contains("\"recover_paused\": true"),
+        "nothing happens before the confirmation: {out}"
+    );
+    screenshot(&client, "confirm").await;
+    client
+        .execute("document.getElementById('confirm-yes').click()", vec![])
+        .await
+        .expect("confirm");
+
+    // Recover copies run, with progress reported by the chunks.
     let row = wait_page(
         &client,
         &dev,
@@ -403,28 +492,8 @@ async fn browser_sees_the_quorum_a_stopped_chunk_expire_and_its_recovery() {
     .await;
     println!("recovering: {row}");
     screenshot(&client, "repairs").await;
-    // The drill-down: `sched explain` of that extent.
-    client
-        .execute(&format!("document.getElementById('explain-pid').value = {}; document.querySelector('#explain-form button').click();", row["pid"].as_str().unwrap_or("0")), vec![])
-        .await
-        .expect("ask for an explanation");
-    let text = wait_page(
-        &client,
-        &dev,
-        Duration::from_secs(10),
-        "sched explain's text",
-        r#"
-        const t = document.getElementById('explain').textContent;
-        return t && !t.startsWith('explaining') ? t : null;
-    "#,
-    )
-    .await;
-    let pid = row["pid"].as_str().unwrap_or("0");
-    assert!(
-        text.as_str()
-            .is_some_and(|t| t.starts_with(&format!("extent {pid} ")) && t.contains("Recover")),
-        "the explanation of extent {pid} names its recovery: {text}"
-    );
+    let (_, out, _) = dev.cli(&["sched", "status", "--json"]);
+    assert!(out.contains("\"recover_paused\": false"), "resumed: {out}");
 
     // Upgrade: every capability active, nothing blocking.
     open(&client, &console, "upgrade").await;
@@ -466,7 +535,6 @@ async fn browser_sees_the_quorum_a_stopped_chunk_expire_and_its_recovery() {
         out.contains("\"migrate_paused\": false"),
         "nothing happens before the confirmation: {out}"
     );
-    screenshot(&client, "confirm").await;
     client
         .execute("document.getElementById('confirm-yes').click()", vec![])
         .await

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::chunk_service::ChunkService;
 use crate::client::MetaClient;
-use crate::console::{Actions, Console};
+use crate::console::{Access, Actions, Console};
 use crate::copies::SchedHandle;
 use crate::limits::{Bucket, Limits};
 use crate::meta_service::MetaService;
@@ -385,9 +385,18 @@ impl Node {
                     sched: sched.clone(),
                 };
                 let bound = listener.local_addr().ok();
-                let console = console(&cfg, &raft, addr, &transport, shutdown.subscribe())?;
-                let task =
-                    crate::metrics::serve(listener, src, Some(console), shutdown.subscribe());
+                let console = match bound {
+                    Some(admin) => Some(console(
+                        &cfg,
+                        &raft,
+                        addr,
+                        &transport,
+                        admin,
+                        shutdown.subscribe(),
+                    )?),
+                    None => None,
+                };
+                let task = crate::metrics::serve(listener, src, console, shutdown.subscribe());
                 (bound, Some(task))
             }
             None => (None, None),
@@ -645,12 +654,14 @@ async fn check_snapshot_covers_purged(
 
 /// The console's routes: its client starts at this member's own gRPC
 /// address (loopback when it listens on every address) and follows the
-/// leader as the CLI does, under this member's identity.
+/// leader as the CLI does, under this member's identity. What it may show
+/// and do: `console::access`.
 fn console(
     cfg: &NodeConfig,
     raft: &Raft,
     addr: SocketAddr,
     transport: &Transport,
+    admin: SocketAddr,
     stop: watch::Receiver<bool>,
 ) -> Result<axum::Router, NodeError> {
     let mut own = addr;
@@ -666,12 +677,13 @@ fn console(
         timeline.clone(),
         stop,
     ));
-    let actions = if cfg.tls.is_some() {
-        Actions::Refused(
-            "the console is read-only on a TLS member: this port is plain HTTP, and actions need an admin certificate; use `cairn sched pause|resume` or `cairn upgrade hold|release` with an admin identity".into(),
-        )
-    } else {
-        Actions::Allowed
+    let actions = match crate::console::access(cfg.tls.is_some(), admin) {
+        Access::Open => Actions::Allowed,
+        Access::ReadOnly(why) => Actions::Refused(why),
+        Access::Closed(why) => {
+            tracing::warn!(%admin, "{why}");
+            return Ok(crate::console::closed_router(why));
+        }
     };
     Ok(crate::console::router(Console::new(
         cfg.id,

@@ -10,6 +10,7 @@
 pub mod chaos;
 pub mod timeline;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use tonic::Code;
@@ -46,6 +47,62 @@ pub enum Actions {
     Allowed,
     /// Why not, shown on the page and in the refusal.
     Refused(String),
+}
+
+/// What a member's console may show and do, from how the member runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `--insecure`: reads, and actions after the page's confirmation.
+    Open,
+    /// TLS, admin port on loopback: reads only (reached on the host or
+    /// through a tunnel; the plain-HTTP port cannot tell who asks).
+    ReadOnly(String),
+    /// TLS, admin port on another address: no console (the cluster map is
+    /// not for whoever reaches a plain-HTTP port); `/metrics` stays.
+    Closed(String),
+}
+
+pub fn access(tls: bool, admin: SocketAddr) -> Access {
+    if !tls {
+        return Access::Open;
+    }
+    if admin.ip().is_loopback() {
+        return Access::ReadOnly(
+            "the console is read-only on a TLS member: this port is plain HTTP, and actions need an admin certificate; use `cairn sched pause|resume` or `cairn upgrade hold|release` with an admin identity".into(),
+        );
+    }
+    Access::Closed(format!(
+        "no console on {admin}: this member runs TLS and its admin port is plain HTTP on a non-loopback address, where anyone could read the cluster map. Serve it on loopback (--metrics-addr 127.0.0.1:PORT) and reach it through an SSH tunnel; /metrics is served here as before."
+    ))
+}
+
+/// The console's routes on a member whose console is [`Access::Closed`]:
+/// each answers 403 with why, so an operator who opens the port learns
+/// what to do instead of seeing a 404.
+pub fn closed_router(why: String) -> Router {
+    let page = why.clone();
+    Router::new()
+        .route(
+            "/",
+            get(move || {
+                let page = page.clone();
+                async move {
+                    (
+                        StatusCode::FORBIDDEN,
+                        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                        page,
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/api/{*rest}",
+            any(move || {
+                let why = why.clone();
+                async move { refused(StatusCode::FORBIDDEN, why) }
+            }),
+        )
 }
 
 #[derive(Clone)]
@@ -386,5 +443,28 @@ async fn upgrade_action(
             }
         },
         Err(e) => failed(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_member_shows_its_console_only_on_loopback_and_never_acts() {
+        let lo: SocketAddr = "127.0.0.1:9400".parse().expect("addr");
+        let lo6: SocketAddr = "[::1]:9400".parse().expect("addr");
+        let lan: SocketAddr = "10.0.0.5:9400".parse().expect("addr");
+        let any: SocketAddr = "0.0.0.0:9400".parse().expect("addr");
+        assert_eq!(access(false, lan), Access::Open);
+        assert_eq!(access(false, lo), Access::Open);
+        assert!(matches!(access(true, lo), Access::ReadOnly(w) if w.contains("read-only")));
+        assert!(matches!(access(true, lo6), Access::ReadOnly(_)));
+        for addr in [lan, any] {
+            assert!(
+                matches!(access(true, addr), Access::Closed(w) if w.contains("loopback")),
+                "{addr}"
+            );
+        }
     }
 }
