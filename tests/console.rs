@@ -64,21 +64,10 @@ fn chunk_facts(v: &Value) -> BTreeMap<u64, (String, String, u64, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_serves_the_clis_reads_from_any_member_and_acts_only_when_confirmed() {
-    let cluster = Cluster::start_insecure_with_metrics(3);
-    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
-    let fleet = Fleet::start(cluster.fleet_config(4))
-        .await
-        .expect("fleet starts");
-    assert!(
-        fleet.wait_registered(Duration::from_secs(30)).await,
-        "every chunk registered\n{}",
-        cluster.logs()
-    );
-    // The scheduler runs once every member and chunk has copy_commands.
+/// The scheduler answers once every member and chunk has copy_commands.
+async fn wait_copy_commands(cluster: &Cluster) {
     wait_for(
-        &cluster,
+        cluster,
         Duration::from_secs(30),
         "copy_commands active",
         || {
@@ -96,6 +85,21 @@ async fn console_serves_the_clis_reads_from_any_member_and_acts_only_when_confir
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_serves_the_clis_reads_from_any_member_and_acts_only_when_confirmed() {
+    let cluster = Cluster::start_insecure_with_metrics(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+    let fleet = Fleet::start(cluster.fleet_config(4))
+        .await
+        .expect("fleet starts");
+    assert!(
+        fleet.wait_registered(Duration::from_secs(30)).await,
+        "every chunk registered\n{}",
+        cluster.logs()
+    );
+    wait_copy_commands(&cluster).await;
     // A follower's console: it must answer with the leader's data too.
     let follower = cluster
         .members
@@ -255,6 +259,7 @@ async fn console_serves_the_clis_reads_from_any_member_and_acts_only_when_confir
 async fn console_of_a_tls_member_shows_the_cluster_but_refuses_actions() {
     let cluster = Cluster::start_with_metrics(3);
     cluster.wait_for_leader(Duration::from_secs(20)).await;
+    wait_copy_commands(&cluster).await;
     let at = cluster.members[0].metrics.clone();
     let who = api(&at, "/api/whoami").await.expect("whoami");
     assert_eq!(who["insecure"], false);
@@ -293,6 +298,198 @@ async fn console_of_a_tls_member_shows_the_cluster_but_refuses_actions() {
         cli_json(&cluster, &["sched", "status"])["recover_paused"],
         false
     );
+    assert_eq!(cli_json(&cluster, &["upgrade", "status"])["hold"], false);
+}
+
+/// One HTTPS request to a TLS member's admin port, as `identity` (a
+/// `cairn cert issue` directory) or with no certificate (`None`, trusting
+/// the CA at `ca`). Returns (status line, body).
+async fn https(
+    addr: &str,
+    ca: &std::path::Path,
+    identity: Option<&std::path::Path>,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> (String, String) {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = match identity {
+        Some(dir) => cairn_node::tls::TlsIdentity::load(dir)
+            .expect("identity")
+            .client_config(b"http/1.1")
+            .expect("client config"),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in
+                rustls::pki_types::CertificateDer::pem_file_iter(ca.join("ca.pem")).expect("ca.pem")
+            {
+                roots.add(c.expect("a certificate")).expect("a root");
+            }
+            let mut c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            std::sync::Arc::new(c)
+        }
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from(cairn_node::tls::SERVER_NAME).expect("name");
+    let mut s = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the admin port");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// Over HTTPS on the same admin port, the certificate decides: an admin
+/// acts, a reader only views, no certificate or a chunk's gets nothing;
+/// /metrics needs none. Plain HTTP stays read-only (loopback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_over_https_follows_the_certificates_role() {
+    let cluster = Cluster::start_with_metrics(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+    let certs = cluster.certs.as_ref().expect("a TLS cluster");
+    // Actions go to the leader's console; a follower's sends the page there.
+    let on = |leads: bool| {
+        let m = cluster.members.iter().find(|m| (m.id == leader) == leads);
+        m.expect("a member").metrics.clone()
+    };
+    let (at, follower) = (on(true), on(false));
+    let admin = certs.identity("admin:ops");
+    let reader = certs.identity("reader:watch");
+    let chunk = certs.identity("chunk:9");
+
+    let (status, body) = https(&at, &admin, Some(&admin), "GET", "/api/whoami", &[]).await;
+    assert!(status.contains(" 200 "), "{status}: {body}");
+    let who: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (who["actions"].clone(), who["you"].clone()),
+        (json!(true), json!("admin:ops")),
+        "{who}"
+    );
+    let (status, body) = https(
+        &at,
+        &admin,
+        Some(&admin),
+        "POST",
+        "/api/upgrade/hold",
+        &["x-cairn-confirm: yes"],
+    )
+    .await;
+    assert!(status.contains(" 200 "), "{status}: {body}");
+    assert_eq!(cli_json(&cluster, &["upgrade", "status"])["hold"], true);
+    let (status, body) = https(
+        &at,
+        &admin,
+        Some(&admin),
+        "POST",
+        "/api/upgrade/release",
+        &[],
+    )
+    .await;
+    assert!(
+        status.contains(" 400 ") && body.contains("x-cairn-confirm"),
+        "an admin still confirms: {status}: {body}"
+    );
+
+    let (status, body) = https(
+        &follower,
+        &admin,
+        Some(&admin),
+        "POST",
+        "/api/upgrade/release",
+        &["x-cairn-confirm: yes"],
+    )
+    .await;
+    assert!(
+        status.contains(" 409 ") && body.contains("leader's console"),
+        "{status}: {body}"
+    );
+    let (status, body) = https(
+        &at,
+        &admin,
+        Some(&reader),
+        "GET",
+        "/api/upgrade/status",
+        &[],
+    )
+    .await;
+    assert!(
+        status.contains(" 200 ") && body.contains("\"hold\":true"),
+        "a reader views: {status}: {body}"
+    );
+    let (status, body) = https(
+        &at,
+        &admin,
+        Some(&reader),
+        "POST",
+        "/api/upgrade/release",
+        &["x-cairn-confirm: yes"],
+    )
+    .await;
+    assert!(
+        status.contains(" 403 ") && body.contains("reader:watch"),
+        "{status}: {body}"
+    );
+    assert_eq!(cli_json(&cluster, &["upgrade", "status"])["hold"], true);
+
+    for (who, id) in [
+        ("no certificate", None),
+        ("a chunk's", Some(chunk.as_path())),
+    ] {
+        let (status, body) = https(&at, &admin, id, "GET", "/api/cluster", &[]).await;
+        assert!(status.contains(" 403 "), "{who}: {status}: {body}");
+        let (status, body) = https(&at, &admin, id, "GET", "/metrics", &[]).await;
+        assert!(
+            status.contains(" 200 ") && body.contains("cairn_"),
+            "{who} scrapes /metrics: {status}"
+        );
+    }
+    let (status, body) = https(&at, &admin, None, "GET", "/api/cluster", &[]).await;
+    assert!(body.contains("no client certificate"), "{status}: {body}");
+
+    // Plain HTTP on the same port: metrics, and the console read-only.
+    let (status, _, body) = http_get(&at, "/metrics").await.expect("GET /metrics");
+    assert!(
+        status.contains(" 200 ") && body.contains("cairn_"),
+        "{status}"
+    );
+    let (status, body) = act(&at, "/api/upgrade/release", true).await;
+    assert!(
+        status.contains(" 403 ") && body.contains("https://"),
+        "{status}: {body}"
+    );
+    let (status, body) = https(
+        &at,
+        &admin,
+        Some(&admin),
+        "POST",
+        "/api/upgrade/release",
+        &["x-cairn-confirm: yes"],
+    )
+    .await;
+    assert!(status.contains(" 200 "), "{status}: {body}");
     assert_eq!(cli_json(&cluster, &["upgrade", "status"])["hold"], false);
 }
 

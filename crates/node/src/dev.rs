@@ -262,6 +262,13 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(" ")
     );
+    if let Some(t) = &tls {
+        println!(
+            "  (read-only over http://; to act, open https://{}/ with the admin identity in {}: a browser imports it as PKCS#12, `openssl pkcs12 -export -in cert.pem -inkey key.pem -out admin.p12`)",
+            metrics[0],
+            t.admin.display()
+        );
+    }
     println!("data and logs in {}", dir.display());
     match &tls {
         Some(t) => println!(

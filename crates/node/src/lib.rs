@@ -1,6 +1,7 @@
 //! Cairn's replicated node: `cairn-state` under openraft, on RocksDB, over
 //! tonic. Glue only: every decision lives in the pure crates.
 
+pub mod admin_port;
 pub mod authz;
 pub mod chaos_bug;
 pub mod chunk_service;

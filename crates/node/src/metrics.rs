@@ -355,9 +355,11 @@ pub fn serve(
     listener: TcpListener,
     src: Sources,
     console: Option<axum::Router>,
+    tls: Option<crate::admin_port::AdminTls>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let bound = listener.local_addr().ok();
+    let https = tls.is_some();
     // One scrape at a time: each reads the state under its lock.
     let one = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
     let app = axum::Router::new().route(
@@ -383,6 +385,14 @@ pub fn serve(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
+        let listener = match crate::admin_port::AdminListener::new(listener, tls) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin port: cannot serve");
+                return;
+            }
+        };
+        let app = app.into_make_service_with_connect_info::<crate::admin_port::AdminPeer>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -391,7 +401,7 @@ pub fn serve(
         }
     });
     if let Some(bound) = bound {
-        tracing::info!(%bound, "serving Prometheus metrics at /metrics and the console at /");
+        tracing::info!(%bound, https, "serving Prometheus metrics at /metrics and the console at /");
     }
     task
 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::chunk_service::ChunkService;
 use crate::client::MetaClient;
-use crate::console::{Access, Actions, Console};
+use crate::console::Console;
 use crate::copies::SchedHandle;
 use crate::limits::{Bucket, Limits};
 use crate::meta_service::MetaService;
@@ -371,7 +371,7 @@ impl Node {
                 ChunkService::new(
                     raft.clone(),
                     sm_handle.clone(),
-                    proposer,
+                    proposer.clone(),
                     sessions.clone(),
                     cfg.limits.clone(),
                 )
@@ -391,12 +391,26 @@ impl Node {
                         &raft,
                         addr,
                         &transport,
+                        proposer.clone(),
                         admin,
                         shutdown.subscribe(),
                     )?),
                     None => None,
                 };
-                let task = crate::metrics::serve(listener, src, console, shutdown.subscribe());
+                // HTTPS beside plain HTTP on a TLS member: the console
+                // then knows who asks (admin_port.rs).
+                let tls = match &cfg.tls {
+                    Some(id) => Some(crate::admin_port::AdminTls {
+                        config: id
+                            .admin_server_config()
+                            .map_err(|e| NodeError::Raft(format!("admin port TLS: {e}")))?,
+                        authenticator: id
+                            .authenticator()
+                            .map_err(|e| NodeError::Raft(format!("admin port TLS: {e}")))?,
+                    }),
+                    None => None,
+                };
+                let task = crate::metrics::serve(listener, src, console, tls, shutdown.subscribe());
                 (bound, Some(task))
             }
             None => (None, None),
@@ -661,6 +675,7 @@ fn console(
     raft: &Raft,
     addr: SocketAddr,
     transport: &Transport,
+    proposer: Proposer,
     admin: SocketAddr,
     stop: watch::Receiver<bool>,
 ) -> Result<axum::Router, NodeError> {
@@ -677,21 +692,14 @@ fn console(
         timeline.clone(),
         stop,
     ));
-    let actions = match crate::console::access(cfg.tls.is_some(), admin) {
-        Access::Open => Actions::Allowed,
-        Access::ReadOnly(why) => Actions::Refused(why),
-        Access::Closed(why) => {
-            tracing::warn!(%admin, "{why}");
-            return Ok(crate::console::closed_router(why));
-        }
-    };
     Ok(crate::console::router(Console::new(
         cfg.id,
         raft.clone(),
         client,
         timeline,
-        actions,
-        cfg.tls.is_none(),
+        proposer,
+        cfg.tls.is_some(),
+        admin,
     )))
 }
 

@@ -15,15 +15,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use serde_json::{json, Value};
 use tonic::Code;
 
+use crate::admin_port::AdminPeer;
 use crate::client::{ClientError, MetaClient};
+use crate::tls::{Auth, Role};
 use crate::types::{pb, Raft};
 use timeline::Timeline;
 
@@ -41,68 +45,44 @@ pub const CONFIRM_HEADER: &str = "x-cairn-confirm";
 /// an election; the next poll retries).
 const POLL_DEADLINE: Duration = Duration::from_secs(3);
 
-/// Whether this console may act (pause / resume, hold / release).
-#[derive(Clone, Debug)]
-pub enum Actions {
-    Allowed,
-    /// Why not, shown on the page and in the refusal.
-    Refused(String),
-}
-
-/// What a member's console may show and do, from how the member runs.
+/// What a console may show and do for one request, from how the member
+/// runs and who asks (docs/console.md, "Who may act").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// `--insecure`: reads, and actions after the page's confirmation.
+    /// Reads, and actions after the page's confirmation: `--insecure`, or
+    /// HTTPS with an `admin:` certificate.
     Open,
-    /// TLS, admin port on loopback: reads only (reached on the host or
-    /// through a tunnel; the plain-HTTP port cannot tell who asks).
+    /// Reads only, and why not more.
     ReadOnly(String),
-    /// TLS, admin port on another address: no console (the cluster map is
-    /// not for whoever reaches a plain-HTTP port); `/metrics` stays.
+    /// Nothing (the cluster map is not for whoever reaches the port), and why.
     Closed(String),
 }
 
-pub fn access(tls: bool, admin: SocketAddr) -> Access {
-    if !tls {
+const USE_ADMIN_CERT: &str = "open the console over https:// with an admin: certificate of the cluster's CA to act, or use `cairn sched pause|resume` / `cairn upgrade hold|release` with an admin identity";
+
+/// `member_tls`: the member runs TLS; `admin`: its admin address; `peer`:
+/// `None` for plain HTTP, else what the client's certificate proved.
+pub fn access(member_tls: bool, admin: SocketAddr, peer: Option<&Auth>) -> Access {
+    if !member_tls {
         return Access::Open;
     }
-    if admin.ip().is_loopback() {
-        return Access::ReadOnly(
-            "the console is read-only on a TLS member: this port is plain HTTP, and actions need an admin certificate; use `cairn sched pause|resume` or `cairn upgrade hold|release` with an admin identity".into(),
-        );
+    match peer {
+        Some(Auth::Verified(Role::Admin(_))) => Access::Open,
+        Some(Auth::Verified(Role::Reader(name))) => Access::ReadOnly(format!(
+            "reader:{name} may view; pausing schedulers and holding the upgrade need an admin: certificate"
+        )),
+        Some(Auth::Verified(other)) => Access::Closed(format!(
+            "a {other} certificate does not open the console: use a reader: or admin: certificate (`cairn cert issue`)"
+        )),
+        Some(Auth::Refused(why)) => Access::Closed(why.clone()),
+        Some(Auth::Insecure) => Access::Closed("no certificate was checked".into()),
+        None if admin.ip().is_loopback() => Access::ReadOnly(format!(
+            "read-only over plain HTTP on a TLS member (nobody proved who they are): {USE_ADMIN_CERT}"
+        )),
+        None => Access::Closed(format!(
+            "no console over plain HTTP on {admin}: this member runs TLS, and anyone on the network could read the cluster map here. Open https://{admin}/ with a reader: or admin: certificate, or serve the admin port on loopback; /metrics is served over plain HTTP as before."
+        )),
     }
-    Access::Closed(format!(
-        "no console on {admin}: this member runs TLS and its admin port is plain HTTP on a non-loopback address, where anyone could read the cluster map. Serve it on loopback (--metrics-addr 127.0.0.1:PORT) and reach it through an SSH tunnel; /metrics is served here as before."
-    ))
-}
-
-/// The console's routes on a member whose console is [`Access::Closed`]:
-/// each answers 403 with why, so an operator who opens the port learns
-/// what to do instead of seeing a 404.
-pub fn closed_router(why: String) -> Router {
-    let page = why.clone();
-    Router::new()
-        .route(
-            "/",
-            get(move || {
-                let page = page.clone();
-                async move {
-                    (
-                        StatusCode::FORBIDDEN,
-                        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                        page,
-                    )
-                        .into_response()
-                }
-            }),
-        )
-        .route(
-            "/api/{*rest}",
-            any(move || {
-                let why = why.clone();
-                async move { refused(StatusCode::FORBIDDEN, why) }
-            }),
-        )
 }
 
 #[derive(Clone)]
@@ -112,8 +92,12 @@ pub struct Console {
     /// The CLI's client, started at this member's own gRPC address.
     pub client: Arc<MetaClient>,
     pub timeline: Timeline,
-    pub actions: Actions,
-    pub insecure: bool,
+    /// This member's proposer: actions on the leader go through it.
+    pub proposer: crate::propose::Proposer,
+    /// The member runs TLS (access then depends on who asks).
+    pub tls: bool,
+    /// Its admin address (plain HTTP is read-only on loopback only).
+    pub admin: SocketAddr,
 }
 
 impl Console {
@@ -122,8 +106,9 @@ impl Console {
         raft: Raft,
         mut client: MetaClient,
         timeline: Timeline,
-        actions: Actions,
-        insecure: bool,
+        proposer: crate::propose::Proposer,
+        tls: bool,
+        admin: SocketAddr,
     ) -> Console {
         client.deadline = POLL_DEADLINE;
         Console {
@@ -131,8 +116,9 @@ impl Console {
             raft,
             client: Arc::new(client),
             timeline,
-            actions,
-            insecure,
+            proposer,
+            tls,
+            admin,
         }
     }
 }
@@ -174,8 +160,11 @@ pub fn reports_router(dir: PathBuf) -> Router {
 }
 
 /// The console's routes, to merge into the admin port's router.
+/// Serve it with `into_make_service_with_connect_info::<AdminPeer>()`
+/// (`metrics::serve`): every `/api` request is let in or refused by
+/// [`access`], from who asks.
 pub fn router(console: Console) -> Router {
-    assets()
+    let api = Router::new()
         .route("/api/whoami", get(whoami))
         .route("/api/cluster", get(cluster))
         .route("/api/read/{kind}", get(read))
@@ -185,7 +174,39 @@ pub fn router(console: Console) -> Router {
         .route("/api/upgrade/status", get(upgrade_status))
         .route("/api/sched/{action}/{which}", post(sched_action))
         .route("/api/upgrade/{action}", post(upgrade_action))
-        .with_state(console)
+        .route_layer(middleware::from_fn_with_state(console.clone(), gate))
+        .with_state(console);
+    assets().merge(api)
+}
+
+/// Lets a request in with its [`Access`] (an extension the handlers read),
+/// or refuses it with why.
+async fn gate(
+    State(c): State<Console>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let a = access(c.tls, c.admin, peer.tls.as_ref());
+    if let Access::Closed(why) = &a {
+        tracing::debug!(peer = %peer.addr, "console refused: {why}");
+        return refused(StatusCode::FORBIDDEN, why.clone());
+    }
+    req.extensions_mut().insert(Seen {
+        access: a,
+        who: match &peer.tls {
+            Some(Auth::Verified(role)) => role.to_string(),
+            _ => "anonymous (plain HTTP)".into(),
+        },
+    });
+    next.run(req).await
+}
+
+/// What [`gate`] found for a request.
+#[derive(Clone, Debug)]
+struct Seen {
+    access: Access,
+    who: String,
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -236,10 +257,10 @@ fn failed(e: &ClientError) -> Response {
     refused(code, e.to_string())
 }
 
-async fn whoami(State(c): State<Console>) -> Response {
-    let (allowed, why) = match &c.actions {
-        Actions::Allowed => (true, None),
-        Actions::Refused(why) => (false, Some(why.clone())),
+async fn whoami(State(c): State<Console>, Extension(seen): Extension<Seen>) -> Response {
+    let (allowed, why) = match &seen.access {
+        Access::Open => (true, None),
+        Access::ReadOnly(why) | Access::Closed(why) => (false, Some(why.clone())),
     };
     ok(json!({
         "mode": "cluster",
@@ -247,7 +268,8 @@ async fn whoami(State(c): State<Console>) -> Response {
         "chaos": false,
         "node_id": c.node_id,
         "version": cairn_capability::CURRENT_VERSION,
-        "insecure": c.insecure,
+        "insecure": !c.tls,
+        "you": seen.who,
         "actions": allowed,
         "actions_refused": why,
     }))
@@ -349,8 +371,8 @@ async fn upgrade_status(State(c): State<Console>) -> Response {
 }
 
 /// Why an action may not run from here, if so.
-fn may_act(c: &Console, headers: &HeaderMap) -> Option<Response> {
-    if let Actions::Refused(why) = &c.actions {
+fn may_act(seen: &Seen, headers: &HeaderMap) -> Option<Response> {
+    if let Access::ReadOnly(why) | Access::Closed(why) = &seen.access {
         return Some(refused(StatusCode::FORBIDDEN, why.clone()));
     }
     let confirmed = headers
@@ -372,9 +394,10 @@ fn may_act(c: &Console, headers: &HeaderMap) -> Option<Response> {
 async fn sched_action(
     State(c): State<Console>,
     Path((action, which)): Path<(String, String)>,
+    Extension(seen): Extension<Seen>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = may_act(&c, &headers) {
+    if let Some(r) = may_act(&seen, &headers) {
         return r;
     }
     let pause = match action.as_str() {
@@ -393,16 +416,49 @@ async fn sched_action(
             format!("no scheduler {which:?}: recover, migrate"),
         );
     }
-    let req = pb::SetConfigRequest {
+    let cmd = cairn_state::Cmd::SetConfig {
         key: format!("{which}_paused"),
         value: pause.to_string(),
     };
-    match c.client.set_config(req).await {
-        Ok(w) => {
-            tracing::info!(%action, %which, log_index = w.log_index, "console: scheduler {action}");
-            ok(json!({ "done": format!("{which} {action}d"), "log_index": w.log_index }))
+    match write(&c, cmd).await {
+        Ok(log_index) => {
+            tracing::info!(%action, %which, who = %seen.who, log_index, "console: scheduler {action}");
+            ok(json!({ "done": format!("{which} {action}d"), "log_index": log_index }))
         }
-        Err(e) => failed(&e),
+        Err(r) => r,
+    }
+}
+
+/// Proposes an action's command. On the leader, through its own proposer:
+/// the console has checked who asks (its gRPC client holds this member's
+/// certificate, which may not write such commands). Elsewhere through the
+/// client, which follows the leader, when no certificate is checked
+/// (`--insecure`); under TLS the page is sent to the leader's console.
+async fn write(c: &Console, cmd: cairn_state::Cmd) -> Result<u64, Response> {
+    let leader = c.raft.metrics().borrow().current_leader;
+    let proposed = if leader == Some(c.node_id) {
+        c.proposer.submit(vec![cmd]).await
+    } else if !c.tls {
+        Ok(c.client.propose(&[cmd]).await.map_err(|e| failed(&e))?)
+    } else {
+        let who = leader.map_or("no leader right now".to_string(), |l| format!("member {l}"));
+        return Err(refused(
+            StatusCode::CONFLICT,
+            format!(
+                "member {} is not the leader ({who}): act from the leader's console",
+                c.node_id
+            ),
+        ));
+    };
+    match proposed {
+        Ok((mut results, log_index)) => match results.pop() {
+            Some(Err(e)) => Err(refused(StatusCode::CONFLICT, e.to_string())),
+            _ => Ok(log_index),
+        },
+        Err(status) => Err(failed(&ClientError::Rejected {
+            code: status.code(),
+            message: status.message().to_string(),
+        })),
     }
 }
 
@@ -410,9 +466,10 @@ async fn sched_action(
 async fn upgrade_action(
     State(c): State<Console>,
     Path(action): Path<String>,
+    Extension(seen): Extension<Seen>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = may_act(&c, &headers) {
+    if let Some(r) = may_act(&seen, &headers) {
         return r;
     }
     let hold = match action.as_str() {
@@ -425,24 +482,17 @@ async fn upgrade_action(
             )
         }
     };
-    match c
-        .client
-        .propose(&[cairn_state::Cmd::HoldUpgrade { hold }])
-        .await
-    {
-        Ok((mut results, log_index)) => match results.pop() {
-            Some(Err(e)) => refused(StatusCode::CONFLICT, e.to_string()),
-            _ => {
-                tracing::info!(%action, log_index, "console: upgrade {action}");
-                let done = if hold {
-                    "upgrade held"
-                } else {
-                    "upgrade released"
-                };
-                ok(json!({ "done": done, "log_index": log_index }))
-            }
-        },
-        Err(e) => failed(&e),
+    match write(&c, cairn_state::Cmd::HoldUpgrade { hold }).await {
+        Ok(log_index) => {
+            tracing::info!(%action, who = %seen.who, log_index, "console: upgrade {action}");
+            let done = if hold {
+                "upgrade held"
+            } else {
+                "upgrade released"
+            };
+            ok(json!({ "done": done, "log_index": log_index }))
+        }
+        Err(r) => r,
     }
 }
 
@@ -451,18 +501,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tls_member_shows_its_console_only_on_loopback_and_never_acts() {
+    fn who_may_view_and_act() {
         let lo: SocketAddr = "127.0.0.1:9400".parse().expect("addr");
         let lo6: SocketAddr = "[::1]:9400".parse().expect("addr");
         let lan: SocketAddr = "10.0.0.5:9400".parse().expect("addr");
         let any: SocketAddr = "0.0.0.0:9400".parse().expect("addr");
-        assert_eq!(access(false, lan), Access::Open);
-        assert_eq!(access(false, lo), Access::Open);
-        assert!(matches!(access(true, lo), Access::ReadOnly(w) if w.contains("read-only")));
-        assert!(matches!(access(true, lo6), Access::ReadOnly(_)));
+        let admin = Auth::Verified(Role::Admin("ops".into()));
+        let reader = Auth::Verified(Role::Reader("ro".into()));
+        let member = Auth::Verified(Role::Member(2));
+        let chunk = Auth::Verified(Role::Chunk(7));
+        let expired = Auth::Refused("client certificate refused: expired".into());
+        // --insecure: open, whoever asks.
+        for addr in [lo, lan] {
+            assert_eq!(access(false, addr, None), Access::Open);
+        }
+        // TLS, HTTPS: the certificate's role, wherever the port is.
+        for addr in [lo, lan, any] {
+            assert_eq!(access(true, addr, Some(&admin)), Access::Open);
+            assert!(
+                matches!(access(true, addr, Some(&reader)), Access::ReadOnly(w) if w.contains("reader:ro"))
+            );
+            for other in [&member, &chunk] {
+                assert!(
+                    matches!(access(true, addr, Some(other)), Access::Closed(w) if w.contains("reader: or admin:"))
+                );
+            }
+            assert!(
+                matches!(access(true, addr, Some(&expired)), Access::Closed(w) if w.contains("expired"))
+            );
+        }
+        // TLS, plain HTTP: read-only on loopback, closed elsewhere.
+        assert!(matches!(access(true, lo, None), Access::ReadOnly(w) if w.contains("https://")));
+        assert!(matches!(access(true, lo6, None), Access::ReadOnly(_)));
         for addr in [lan, any] {
             assert!(
-                matches!(access(true, addr), Access::Closed(w) if w.contains("loopback")),
+                matches!(access(true, addr, None), Access::Closed(w) if w.contains("https://")),
                 "{addr}"
             );
         }

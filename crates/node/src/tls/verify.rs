@@ -164,6 +164,21 @@ impl TlsIdentity {
         Ok(Arc::new(config))
     }
 
+    /// The admin port's HTTPS (`admin_port.rs`): the same certificate and
+    /// optional client certificates (checked by [`Authenticator`]; none is
+    /// fine for `/metrics`), HTTP/1.1 only.
+    pub fn admin_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier = Arc::new(Reporting(self.authenticator()?.verifier));
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// A client of members: presents this identity's certificate and
     /// accepts only a member certificate of this CA ([`super::SERVER_NAME`]).
     pub fn client_config(&self, alpn: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {

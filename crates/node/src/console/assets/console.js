@@ -367,7 +367,7 @@ async function whoami() {
   me = await get("/api/whoami");
   const chaosOnly = me.mode === "chaos";
   document.getElementById("served-by").textContent = chaosOnly
-    ? `chaos reports · ${me.version}` : `member ${me.node_id} · ${me.version}`;
+    ? `chaos reports · ${me.version}` : `member ${me.node_id} · ${me.version}${me.you ? ` · you: ${me.you}` : ""}`;
   document.getElementById("insecure").hidden = !me.insecure;
   const ro = document.getElementById("readonly");
   ro.hidden = me.actions || chaosOnly;
