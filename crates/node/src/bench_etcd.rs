@@ -354,9 +354,28 @@ async fn start_cairn(
     events: Option<tokio::sync::mpsc::UnboundedSender<SessionEvent>>,
 ) -> Result<CairnSetup> {
     env.progress("starting 3 cairn members");
-    let mut cluster = LocalCluster::cairn(&env.dir.path, &env.exe)?;
-    let probe = status_router(SystemName::Cairn, &cluster.endpoints)?;
-    ready(&probe, &mut cluster, Duration::from_secs(30)).await?;
+    // The members' ports are probed free, then bound by the members: another
+    // process may take one in between. Such a start is retried on new ports.
+    let mut attempt = 1;
+    let cluster = loop {
+        let mut cluster = LocalCluster::cairn(&env.dir.path, &env.exe)?;
+        let probe = status_router(SystemName::Cairn, &cluster.endpoints)?;
+        match ready(&probe, &mut cluster, Duration::from_secs(30)).await {
+            Ok(()) => break cluster,
+            Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                env.progress("a port was taken meanwhile: starting again on other ports");
+                drop(cluster);
+                // The members that did start initialized their data dirs
+                // for the old addresses.
+                for id in 1..=3 {
+                    let d = env.dir.path.join(format!("cairn-n{id}"));
+                    let _ = std::fs::remove_dir_all(&d);
+                }
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let client = MetaClient::new(
         cluster.endpoints.clone(),
         cairn_node::transport::Transport::Insecure,
