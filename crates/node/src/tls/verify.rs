@@ -153,21 +153,17 @@ impl TlsIdentity {
     /// (checked by [`Authenticator`] after the handshake), gRPC and the
     /// session wire told apart by ALPN.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier = Arc::new(Reporting(self.authenticator()?.verifier));
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_SESSION_WIRE.to_vec()];
-        Ok(Arc::new(config))
+        self.server_config_for(&[ALPN_H2, ALPN_SESSION_WIRE])
     }
 
     /// The admin port's HTTPS (`admin_port.rs`): the same certificate and
     /// optional client certificates (checked by [`Authenticator`]; none is
     /// fine for `/metrics`), HTTP/1.1 only.
     pub fn admin_server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.server_config_for(&[b"http/1.1"])
+    }
+
+    fn server_config_for(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
         let verifier = Arc::new(Reporting(self.authenticator()?.verifier));
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -175,7 +171,7 @@ impl TlsIdentity {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
 
