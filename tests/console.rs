@@ -313,7 +313,6 @@ async fn https(
     headers: &[&str],
 ) -> (String, String) {
     use rustls::pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config = match identity {
         Some(dir) => cairn_node::tls::TlsIdentity::load(dir)
             .expect("identity")
@@ -343,23 +342,10 @@ async fn https(
         .connect(name, tcp)
         .await
         .expect("TLS handshake with the admin port");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
-    );
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
+    let (status, _, body) = common::exchange(&mut s, addr, method, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} over HTTPS: {e}"));
+    (status, body)
 }
 
 /// Over HTTPS on the same admin port, the certificate decides: an admin

@@ -172,19 +172,11 @@ impl Cluster {
 
     /// Runs the `cairn` CLI against this cluster; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(BIN)
+        run(Command::new(BIN)
             .args(args)
             .arg("--endpoints")
             .arg(self.addrs().join(","))
-            .args(self.client_flags("admin:test"))
-            .env_remove("CAIRN_TLS")
-            .output()
-            .expect("run cairn");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .args(self.client_flags("admin:test")))
     }
 
     /// The CLI's flags to talk as `role`: `--tls DIR`, or `--insecure`.
@@ -591,10 +583,25 @@ pub async fn http(
     path: &str,
     headers: &[&str],
 ) -> Result<(String, String, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
+    exchange(&mut s, addr, method, path, headers).await
+}
+
+/// One HTTP/1.1 request over `s` (plain or TLS) to `addr`; returns
+/// (status line, lower-cased headers, body).
+pub async fn exchange<S>(
+    s: &mut S,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> Result<(String, String, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
     );
@@ -639,6 +646,17 @@ pub async fn http(
         .ok_or_else(|| format!("no header end in {text:?}"))?;
     let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
     Ok((status.to_string(), headers.to_lowercase(), body.to_string()))
+}
+
+/// Runs `cairn` (without a CAIRN_TLS from the environment); returns
+/// (success, stdout, stderr).
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.env_remove("CAIRN_TLS").output().expect("run cairn");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// One HTTP/1.1 GET.
@@ -690,17 +708,9 @@ impl Dev {
     }
 
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(BIN)
+        run(Command::new(BIN)
             .args(args)
-            .env("CAIRN_HOME", self.home.path())
-            .env_remove("CAIRN_TLS")
-            .output()
-            .expect("run cairn");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .env("CAIRN_HOME", self.home.path()))
     }
 
     /// SIGINT, then wait for the exit; SIGKILL if it does not come.
